@@ -1,0 +1,37 @@
+// Package pool keeps what a gateway needs to know about its model-server
+// endpoints, fresh and readable without locks: who they are ([Endpoint]: ID,
+// address, labels, prefill/decode role, models, LoRA adapters, data-parallel
+// rank), what their /metrics pages last said ([Metrics]: queue, running
+// requests, KV-cache usage, block size, LoRA state, prefix-cache counters), how
+// that scrape went ([Status]), and the gateway's own in-flight accounting
+// ([Load]: requests and uncached prompt tokens, updated on dispatch, first token
+// and end).
+//
+// Usage:
+//
+//	p := pool.New()
+//	_ = p.Store(pool.Endpoint{ID: "vllm-0", Address: "10.0.0.7:8000", Models: []string{"Qwen/Qwen3-8B"}})
+//	unsubscribe := p.OnRemove(func(ep *pool.Endpoint) { index.DropEndpoint(ep.ID) })
+//	defer unsubscribe()
+//
+//	s, _ := pool.NewScraper(p, pool.WithInterval(50*time.Millisecond))
+//	go s.Run(ctx) // the caller owns the goroutine
+//
+//	// Per request, on the hot path: no locks, no allocations.
+//	for _, ep := range p.Snapshot().Endpoints() {
+//		m, load := ep.Metrics(), ep.Load()
+//		_ = float64(m.Waiting+int(load.Requests)) * (1 + m.KVCacheUsage)
+//	}
+//	f := ep.Dispatch(uncachedTokens) // then f.FirstToken(), f.End()
+//
+// Concurrency: [Pool], [Snapshot] and the live-state methods of [Endpoint] are
+// safe for concurrent use. Membership changes publish a new immutable
+// [Snapshot] through an atomic pointer; readers never lock. Live numbers are
+// atomics or atomically swapped immutable values. Removal callbacks run in
+// order and never under a lock. [Scraper.Run] is the only background work and
+// runs on the caller's goroutine until its context is done.
+//
+// What it does not do: discover endpoints (feed it from Kubernetes, a file or
+// DNS in your own code), route requests, or hold KV-block locations (that is
+// package kvcache, which subscribes to removals here).
+package pool
