@@ -1,0 +1,663 @@
+package autoscaler
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Analyzer proposes how many replicas each pool of a group needs. It is the
+// first stage of Decide; guards, constraints and the stabilizer run after it.
+// Implementations must be pure functions of the Group (Decide's determinism
+// depends on it) and safe for concurrent use.
+type Analyzer interface {
+	// Analyze returns one count per pool of g, in g.Pools order, counting
+	// ready and pending replicas but not stuck ones (the guards add
+	// replacements for those), and a reason for the decision.
+	Analyze(g *Group) Proposal
+}
+
+// AnalyzerFunc adapts a function to the Analyzer interface.
+type AnalyzerFunc func(g *Group) Proposal
+
+// Analyze calls f(g).
+func (f AnalyzerFunc) Analyze(g *Group) Proposal { return f(g) }
+
+var (
+	_ Analyzer = Saturation{}
+	_ Analyzer = QueueingModel{}
+	_ Analyzer = TargetTracking{}
+	_ Analyzer = AnalyzerFunc(nil)
+)
+
+// Proposal is an analyzer's output for one group.
+type Proposal struct {
+	// Replicas holds the wanted count per pool, in Group.Pools order.
+	Replicas []int
+	// Reason explains the proposal in one line.
+	Reason string
+}
+
+// Group is the analyzer's view of the pools of one role, after the guards
+// have classified every replica. It is built by Decide and must not be
+// retained after Analyze returns.
+type Group struct {
+	// Role is the role shared by the pools.
+	Role Role
+	// Pools are the group's pools, in configuration order.
+	Pools []PoolView
+	// GatewayQueue is Observation.GatewayQueue.
+	GatewayQueue int
+	// ArrivalRate is Observation.ArrivalRate; NaN when unknown or invalid.
+	ArrivalRate float64
+	// RateLevel and RateTrend are a double-exponential (Holt) forecast of
+	// the arrival rate: the smoothed level (requests/s) and its trend
+	// (requests/s per second). Both are zero until a valid rate was seen.
+	RateLevel, RateTrend float64
+	// Now is the decision time.
+	Now time.Time
+}
+
+// PoolView is one pool with its replicas classified by the guards.
+type PoolView struct {
+	// Pool is the pool's configuration.
+	Pool Pool
+	// Current is the observed desired count (spec.replicas).
+	Current int
+	// Ready counts ready replicas, including warming ones.
+	Ready int
+	// Warming counts ready replicas younger than Guards.WarmUp: capacity
+	// whose samples are ignored.
+	Warming int
+	// Pending counts replicas not yet ready and younger than
+	// Guards.PendingTimeout: capacity on its way.
+	Pending int
+	// Stuck counts replicas not ready for longer than Guards.PendingTimeout:
+	// not capacity.
+	Stuck int
+	// Samples are the fresh, valid metrics of warm ready replicas.
+	Samples []Metrics
+	// Missing counts warm ready replicas without a fresh, valid sample.
+	Missing int
+}
+
+// Capacity returns the replicas that count as capacity: ready plus pending.
+func (v PoolView) Capacity() int { return v.Ready + v.Pending }
+
+// capacities returns each pool's Capacity.
+func (g *Group) capacities() []int {
+	out := make([]int, len(g.Pools))
+	for i, p := range g.Pools {
+		out[i] = p.Capacity()
+	}
+	return out
+}
+
+// rank orders pools by cost per unit of profiled capacity (cheapest first),
+// keeping configuration order among equals.
+func (g *Group) rank() []int {
+	idx := make([]int, len(g.Pools))
+	for i := range idx {
+		idx[i] = i
+	}
+	key := func(i int) float64 { return costPerCapacity(g.Pools[i].Pool) }
+	for i := 1; i < len(idx); i++ { // insertion sort: stable, tiny n
+		for j := i; j > 0 && key(idx[j]) < key(idx[j-1]); j-- {
+			idx[j], idx[j-1] = idx[j-1], idx[j]
+		}
+	}
+	return idx
+}
+
+func costPerCapacity(p Pool) float64 {
+	if p.Profile.MaxRate > 0 {
+		return p.Cost / p.Profile.MaxRate
+	}
+	return p.Cost
+}
+
+// ---------------------------------------------------------------------------
+// Saturation
+
+// Saturation is llm-d's spare-capacity analyzer (WVA "saturation v1"). A warm
+// replica is saturated when KV usage ≥ KVThreshold or waiting ≥
+// QueueThreshold. Over the non-saturated replicas, spare KV = KVThreshold −
+// KV and spare queue = QueueThreshold − waiting; the group scales up when the
+// average spare KV < KVSpareTrigger or the average spare queue <
+// QueueSpareTrigger, or when every replica is saturated. The gateway queue is
+// spread over the replicas as extra waiting requests.
+//
+// Two changes from WVA, both to avoid its failure modes. Pending and warming
+// replicas are not a reason to block: they enter the averages as empty
+// replicas (spare = the full threshold), so capacity on its way damps further
+// scale-up without freezing the controller. And a scale-up adds k replicas
+// at once, k ≥ 1 being the smallest count that brings the KV load, spread
+// over all replicas, under KVThreshold − KVSpareTrigger (KV use grows with
+// concurrency and spreads across replicas; the waiting queue does not spread
+// linearly, so its trigger adds one replica per decision, as in WVA).
+//
+// Scale-down removes one replica from the most expensive pool (cost per
+// profiled capacity) when no scale-up is wanted, no replica is pending or
+// warming, at least two warm replicas are non-saturated, and the load spread
+// over one replica fewer keeps both spare levels at or above their triggers.
+//
+// New replicas go to the cheapest pool (cost per profiled capacity) with room
+// under Max, preferring pools with no pending replica.
+//
+// Zero fields select llm-d's defaults: KVThreshold 0.80, QueueThreshold 5,
+// KVSpareTrigger 0.10, QueueSpareTrigger 3.
+type Saturation struct {
+	KVThreshold, QueueThreshold       float64
+	KVSpareTrigger, QueueSpareTrigger float64
+}
+
+func (s Saturation) withDefaults() Saturation {
+	if s.KVThreshold == 0 {
+		s.KVThreshold = 0.80
+	}
+	if s.QueueThreshold == 0 {
+		s.QueueThreshold = 5
+	}
+	if s.KVSpareTrigger == 0 {
+		s.KVSpareTrigger = 0.10
+	}
+	if s.QueueSpareTrigger == 0 {
+		s.QueueSpareTrigger = 3
+	}
+	return s
+}
+
+// Validate checks the thresholds as llm-d does: KV values in (0, 1], queue
+// values positive, and each trigger below its threshold.
+func (s Saturation) Validate(*Config) error {
+	s = s.withDefaults()
+	switch {
+	case !(s.KVThreshold > 0 && s.KVThreshold <= 1), !(s.KVSpareTrigger > 0 && s.KVSpareTrigger < s.KVThreshold):
+		return fmt.Errorf("saturation: KV threshold %v and spare trigger %v must satisfy 0 < trigger < threshold ≤ 1", s.KVThreshold, s.KVSpareTrigger)
+	case !(s.QueueThreshold > 0) || math.IsInf(s.QueueThreshold, 0), !(s.QueueSpareTrigger > 0 && s.QueueSpareTrigger < s.QueueThreshold):
+		return fmt.Errorf("saturation: queue threshold %v and spare trigger %v must satisfy 0 < trigger < threshold", s.QueueThreshold, s.QueueSpareTrigger)
+	}
+	return nil
+}
+
+// Analyze implements Analyzer.
+func (s Saturation) Analyze(g *Group) Proposal {
+	s = s.withDefaults()
+	want := g.capacities()
+	total, anticipated, nSamples, missing := 0, 0, 0, 0
+	for _, p := range g.Pools {
+		total += p.Capacity()
+		anticipated += p.Warming + p.Pending
+		nSamples += len(p.Samples)
+		missing += p.Missing
+	}
+	if nSamples == 0 {
+		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: no warm samples (%d warming or pending); hold", anticipated)}
+	}
+	extraQ := 0.0
+	if total > 0 {
+		extraQ = float64(g.GatewayQueue) / float64(total)
+	}
+	var sumSpareKV, sumSpareQ, sumKV float64
+	nonSat, saturated := 0, 0
+	for _, p := range g.Pools {
+		for _, m := range p.Samples {
+			q := m.Waiting + extraQ
+			sumKV += m.KVUsage
+			if m.KVUsage >= s.KVThreshold || q >= s.QueueThreshold {
+				saturated++
+				continue
+			}
+			nonSat++
+			sumSpareKV += s.KVThreshold - m.KVUsage
+			sumSpareQ += s.QueueThreshold - q
+		}
+	}
+	// Anticipated replicas are empty: full spare.
+	n := float64(nonSat + anticipated)
+	avgKV, avgQ := 0.0, 0.0
+	if n > 0 {
+		avgKV = (sumSpareKV + float64(anticipated)*s.KVThreshold) / n
+		avgQ = (sumSpareQ + float64(anticipated)*s.QueueThreshold) / n
+	}
+	stats := fmt.Sprintf("%d warm (%d saturated), %d warming/pending, spare KV %.3f queue %.2f", nSamples, saturated, anticipated, avgKV, avgQ)
+	if n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger {
+		// KV load of the unsampled warm replicas is extrapolated from the samples.
+		kvLoad := sumKV / float64(nSamples) * float64(nSamples+missing)
+		k := int(math.Ceil(kvLoad/(s.KVThreshold-s.KVSpareTrigger)-1e-9)) - total
+		k = max(k, 1)
+		added := addCheapest(g, want, k)
+		if added == 0 {
+			return Proposal{Replicas: want, Reason: "saturation: scale up wanted but every pool is at max; " + stats}
+		}
+		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: up +%d; %s", added, stats)}
+	}
+	if anticipated > 0 || missing > 0 || nonSat < 2 || total < 2 {
+		return Proposal{Replicas: want, Reason: "saturation: steady; " + stats}
+	}
+	// Redistribute the load of all warm replicas over one replica fewer.
+	var kvSum, qSum float64
+	for _, p := range g.Pools {
+		for _, m := range p.Samples {
+			kvSum += m.KVUsage
+			qSum += m.Waiting + extraQ
+		}
+	}
+	kvAfter := kvSum / float64(nSamples-1)
+	qAfter := qSum / float64(nSamples-1)
+	if s.KVThreshold-kvAfter < s.KVSpareTrigger || s.QueueThreshold-qAfter < s.QueueSpareTrigger {
+		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: steady (after -1: KV %.3f queue %.2f per replica, too little spare); %s", kvAfter, qAfter, stats)}
+	}
+	r := g.rank()
+	for i := len(r) - 1; i >= 0; i-- {
+		p := r[i]
+		if want[p] > g.Pools[p].Pool.Min && want[p] > 0 {
+			want[p]--
+			return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: down -1 on %s (after: KV %.3f queue %.2f per replica); %s", g.Pools[p].Pool.Name, kvAfter, qAfter, stats)}
+		}
+	}
+	return Proposal{Replicas: want, Reason: "saturation: down wanted but every pool is at min; " + stats}
+}
+
+// addCheapest adds k replicas to the cheapest pools with room under Max,
+// preferring pools with no pending replica, and returns how many it added.
+func addCheapest(g *Group, want []int, k int) int {
+	added := 0
+	r := g.rank()
+	for pass := 0; pass < 2 && added < k; pass++ {
+		for _, i := range r {
+			if pass == 0 && g.Pools[i].Pending > 0 {
+				continue
+			}
+			room := g.Pools[i].Pool.Max - want[i]
+			if room <= 0 {
+				continue
+			}
+			n := min(room, k-added)
+			want[i] += n
+			added += n
+			if added == k {
+				break
+			}
+		}
+	}
+	return added
+}
+
+// ---------------------------------------------------------------------------
+// QueueingModel
+
+// QueueingModel sizes a group from its request rate and a TTFT objective.
+//
+// One replica of a pool is modelled as an M/M/1 queue whose service rate μ
+// is the pool's profiled Profile.MaxRate, in front of a fixed prefill time
+// Profile.BaseTTFT. At utilisation ρ = λ/μ the waiting time W exceeds t with
+// probability ρ·e^{−μ(1−ρ)t}, so the p-quantile of TTFT is
+//
+//	TTFT_p(ρ) = BaseTTFT + max(0, ln(ρ/(1−p))) / (μ·(1−ρ)).
+//
+// The analyzer finds by bisection the largest ρ* ≤ MaxUtilization with
+// TTFT_p(ρ*) ≤ TTFT, so one replica carries λ* = ρ*·μ. The demand it plans
+// for is
+//
+//	λ_plan = max(λ, level + trend·Lookahead)·(1 + Headroom) + backlog/BacklogDrain
+//
+// where λ is Observation.ArrivalRate (or, when that is unknown, the sum of
+// the replicas' completed-request rates), level and trend are the Holt
+// forecast of λ, and backlog is the gateway queue plus the waiting requests
+// on the replicas. It then picks the cheapest mix of pools (Σ n_i·λ*_i ≥
+// λ_plan, Min_i ≤ n_i ≤ Max_i, minimising Σ n_i·Cost_i; ties go to fewer
+// replicas, then to fewer changes) by branch and bound.
+//
+// Zero fields select defaults: Percentile 0.90, MaxUtilization 0.95,
+// BacklogDrain 30 s; Lookahead 0 (no forecast) and Headroom 0. TTFT is
+// required, and every pool needs a positive Profile.MaxRate and a BaseTTFT
+// below TTFT. Set Lookahead to the replicas' start-up time to provision for
+// a rising load before it arrives.
+type QueueingModel struct {
+	TTFT           time.Duration
+	Percentile     float64
+	MaxUtilization float64
+	Lookahead      time.Duration
+	Headroom       float64
+	BacklogDrain   time.Duration
+}
+
+func (q QueueingModel) withDefaults() QueueingModel {
+	if q.Percentile == 0 {
+		q.Percentile = 0.90
+	}
+	if q.MaxUtilization == 0 {
+		q.MaxUtilization = 0.95
+	}
+	if q.BacklogDrain == 0 {
+		q.BacklogDrain = 30 * time.Second
+	}
+	return q
+}
+
+// Validate checks the objective and the profiles of cfg's pools.
+func (q QueueingModel) Validate(cfg *Config) error {
+	q = q.withDefaults()
+	switch {
+	case q.TTFT <= 0:
+		return errors.New("queueing: TTFT objective must be positive")
+	case !(q.Percentile > 0 && q.Percentile < 1):
+		return fmt.Errorf("queueing: percentile %v not in (0, 1)", q.Percentile)
+	case !(q.MaxUtilization > 0 && q.MaxUtilization < 1):
+		return fmt.Errorf("queueing: max utilisation %v not in (0, 1)", q.MaxUtilization)
+	case q.Lookahead < 0, q.BacklogDrain < 0:
+		return errors.New("queueing: negative lookahead or backlog drain")
+	case !finiteNonNeg(q.Headroom):
+		return fmt.Errorf("queueing: headroom %v", q.Headroom)
+	}
+	for _, p := range cfg.Pools {
+		if !(p.Profile.MaxRate > 0) {
+			return fmt.Errorf("queueing: pool %q has no profiled max rate", p.Name)
+		}
+		if p.Profile.BaseTTFT >= q.TTFT {
+			return fmt.Errorf("queueing: pool %q base TTFT %v cannot meet objective %v", p.Name, p.Profile.BaseTTFT, q.TTFT)
+		}
+	}
+	return nil
+}
+
+// Utilization returns ρ*, the largest utilisation at which one replica with
+// profile p meets the objective, or 0 when no utilisation does.
+func (q QueueingModel) Utilization(p Profile) float64 {
+	q = q.withDefaults()
+	mu := p.MaxRate
+	budget := (q.TTFT - p.BaseTTFT).Seconds()
+	if !(mu > 0) || budget <= 0 {
+		return 0
+	}
+	meets := func(rho float64) bool {
+		w := math.Log(rho/(1-q.Percentile)) / (mu * (1 - rho))
+		return w <= budget
+	}
+	if meets(q.MaxUtilization) {
+		return q.MaxUtilization
+	}
+	lo, hi := 0.0, q.MaxUtilization // meets(lo) is true: W quantile is 0 for ρ ≤ 1−p
+	for range 60 {
+		mid := (lo + hi) / 2
+		if meets(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// Analyze implements Analyzer.
+func (q QueueingModel) Analyze(g *Group) Proposal {
+	q = q.withDefaults()
+	lambda := g.ArrivalRate
+	src := "arrivals"
+	backlog := float64(g.GatewayQueue)
+	for _, p := range g.Pools {
+		for _, m := range p.Samples {
+			backlog += m.Waiting
+		}
+	}
+	if math.IsNaN(lambda) {
+		sum, n, warm := 0.0, 0, 0
+		for _, p := range g.Pools {
+			for _, m := range p.Samples {
+				sum += m.RequestRate
+			}
+			n += len(p.Samples)
+			warm += len(p.Samples) + p.Missing
+		}
+		if n == 0 {
+			return Proposal{Replicas: g.capacities(), Reason: "queueing: no arrival rate and no samples; hold"}
+		}
+		lambda = sum / float64(n) * float64(warm)
+		src = "completions"
+	}
+	plan := lambda
+	if q.Lookahead > 0 {
+		plan = max(plan, g.RateLevel+g.RateTrend*q.Lookahead.Seconds())
+	}
+	plan *= 1 + q.Headroom
+	if q.BacklogDrain > 0 {
+		plan += backlog / q.BacklogDrain.Seconds()
+	}
+	caps := make([]float64, len(g.Pools))
+	for i, p := range g.Pools {
+		caps[i] = q.Utilization(p.Pool.Profile) * p.Pool.Profile.MaxRate
+	}
+	n := cheapestMix(g, caps, plan)
+	var b strings.Builder
+	fmt.Fprintf(&b, "queueing: λ=%.2f/s (%s), backlog %.0f, plan %.2f/s →", lambda, src, backlog, plan)
+	for i, p := range g.Pools {
+		fmt.Fprintf(&b, " %s %d×%.2f/s", p.Pool.Name, n[i], caps[i])
+	}
+	return Proposal{Replicas: n, Reason: b.String()}
+}
+
+// cheapestMix returns counts n_i in [Min_i, Max_i] with Σ n_i·caps_i ≥
+// demand at the least Σ n_i·Cost_i (ties: fewer replicas, then fewer changes
+// from capacity); if no mix meets demand, every pool with capacity is at Max.
+func cheapestMix(g *Group, caps []float64, demand float64) []int {
+	m := len(g.Pools)
+	cur := g.capacities()
+	order := g.rank()
+	best := make([]int, m)
+	lo := make([]int, m)
+	for i, p := range g.Pools {
+		lo[i] = p.Pool.Min
+	}
+	const eps = 1e-9
+	// Greedy start: mins, then cheapest-per-capacity pools up to Max.
+	need := demand
+	for i := range m {
+		best[i] = lo[i]
+		need -= float64(lo[i]) * caps[i]
+	}
+	for _, i := range order {
+		if need <= eps || caps[i] <= 0 {
+			continue
+		}
+		add := min(int(math.Ceil(need/caps[i]-eps)), g.Pools[i].Pool.Max-best[i])
+		best[i] += add
+		need -= float64(add) * caps[i]
+	}
+	if need > eps { // infeasible: everything with capacity at max
+		for i, p := range g.Pools {
+			if caps[i] > 0 {
+				best[i] = p.Pool.Max
+			}
+		}
+		return best
+	}
+	type score struct {
+		cost    float64
+		reps    int
+		changes int
+	}
+	scoreOf := func(n []int) score {
+		var s score
+		for i := range n {
+			s.cost += float64(n[i]) * g.Pools[i].Pool.Cost
+			s.reps += n[i]
+			s.changes += abs(n[i] - cur[i])
+		}
+		return s
+	}
+	less := func(a, b score) bool {
+		if math.Abs(a.cost-b.cost) > 1e-9*(1+math.Abs(b.cost)) {
+			return a.cost < b.cost
+		}
+		if a.reps != b.reps {
+			return a.reps < b.reps
+		}
+		return a.changes < b.changes
+	}
+	bestScore := scoreOf(best)
+	// Cheapest cost per capacity among pools order[k:], for the bound.
+	minRatio := make([]float64, m+1)
+	minRatio[m] = math.Inf(1)
+	for k := m - 1; k >= 0; k-- {
+		i := order[k]
+		r := math.Inf(1)
+		if caps[i] > 0 {
+			r = g.Pools[i].Pool.Cost / caps[i]
+		}
+		minRatio[k] = math.Min(minRatio[k+1], r)
+	}
+	n := append([]int(nil), lo...)
+	nodes := 0
+	var dfs func(k int, need, cost float64)
+	dfs = func(k int, need, cost float64) {
+		nodes++
+		if nodes > 200000 {
+			return
+		}
+		if need <= eps {
+			if s := scoreOf(n); less(s, bestScore) {
+				bestScore = s
+				copy(best, n)
+			}
+			return
+		}
+		if k == m {
+			return
+		}
+		if bound := cost + need*minRatio[k]; bound > bestScore.cost+1e-9*(1+bestScore.cost) {
+			return
+		}
+		i := order[k]
+		p := g.Pools[i].Pool
+		top := lo[i]
+		if caps[i] > 0 {
+			top = min(p.Max, lo[i]+int(math.Ceil(need/caps[i]-eps)))
+		}
+		for c := top; c >= lo[i]; c-- {
+			extra := c - lo[i]
+			n[i] = c
+			dfs(k+1, need-float64(extra)*caps[i], cost+float64(extra)*p.Cost)
+		}
+		n[i] = lo[i]
+	}
+	base := 0.0
+	for i := range m {
+		base += float64(lo[i]) * g.Pools[i].Pool.Cost
+	}
+	rest := demand
+	for i := range m {
+		rest -= float64(lo[i]) * caps[i]
+	}
+	dfs(0, rest, base)
+	return best
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// ---------------------------------------------------------------------------
+// TargetTracking
+
+// TargetTracking is the Kubernetes HPA's algorithm for a per-pod metric, run
+// on each pool on its own: with usage ratio r = mean(metric)/Target over the
+// warm replicas with samples, desired = ceil(r·samples), unchanged when
+// |r − 1| ≤ Tolerance. As in the HPA, replicas without a sample count as
+// using Target when scaling down and 0 when scaling up, pending and warming
+// replicas count as 0 when scaling up, and if that adjustment flips the
+// direction or lands within tolerance the pool keeps its capacity.
+//
+// It is the baseline the other analyzers are measured against. Metric nil
+// selects WaitingRequests; Target is required; Tolerance zero means none
+// (the HPA's default is HPATolerance).
+type TargetTracking struct {
+	Metric    func(Metrics) float64
+	Name      string
+	Target    float64
+	Tolerance float64
+}
+
+// HPATolerance is the Kubernetes HPA controller's default tolerance.
+const HPATolerance = 0.1
+
+// WaitingRequests returns m.Waiting, the signal KEDA and most vendor guides
+// scale vLLM on (about 5 per replica).
+func WaitingRequests(m Metrics) float64 { return m.Waiting }
+
+// KVCacheUsage returns m.KVUsage.
+func KVCacheUsage(m Metrics) float64 { return m.KVUsage }
+
+// RunningRequests returns m.Running.
+func RunningRequests(m Metrics) float64 { return m.Running }
+
+// Validate checks the target and tolerance.
+func (t TargetTracking) Validate(*Config) error {
+	if !(t.Target > 0) || math.IsInf(t.Target, 1) {
+		return fmt.Errorf("target tracking: target %v must be positive", t.Target)
+	}
+	if !finiteNonNeg(t.Tolerance) {
+		return fmt.Errorf("target tracking: tolerance %v", t.Tolerance)
+	}
+	return nil
+}
+
+// Analyze implements Analyzer.
+func (t TargetTracking) Analyze(g *Group) Proposal {
+	metric := t.Metric
+	name := t.Name
+	if metric == nil {
+		metric = WaitingRequests
+		if name == "" {
+			name = "waiting"
+		}
+	}
+	if name == "" {
+		name = "metric"
+	}
+	want := g.capacities()
+	reasons := make([]string, 0, len(g.Pools))
+	for i, p := range g.Pools {
+		w, r := t.pool(p, metric)
+		want[i] = w
+		reasons = append(reasons, p.Pool.Name+" "+r)
+	}
+	return Proposal{Replicas: want, Reason: "target " + name + "=" + fmt.Sprint(t.Target) + ": " + strings.Join(reasons, ", ")}
+}
+
+func (t TargetTracking) pool(p PoolView, metric func(Metrics) float64) (int, string) {
+	cur := p.Capacity()
+	if len(p.Samples) == 0 {
+		return cur, "no samples; hold"
+	}
+	sum := 0.0
+	for _, m := range p.Samples {
+		sum += metric(m)
+	}
+	n := float64(len(p.Samples))
+	ratio := sum / (n * t.Target)
+	unready := p.Warming + p.Pending
+	if p.Missing == 0 && unready == 0 {
+		if math.Abs(ratio-1) <= t.Tolerance {
+			return cur, fmt.Sprintf("ratio %.3f within tolerance", ratio)
+		}
+		return int(math.Ceil(ratio*n - 1e-9)), fmt.Sprintf("ratio %.3f", ratio)
+	}
+	// HPA's adjustment for missing and unready pods.
+	if ratio < 1 {
+		sum += float64(p.Missing) * t.Target
+		n += float64(p.Missing)
+	} else if ratio > 1 {
+		n += float64(p.Missing + unready)
+	}
+	newRatio := sum / (n * t.Target)
+	if math.Abs(newRatio-1) <= t.Tolerance || (ratio < 1 && newRatio > 1) || (ratio > 1 && newRatio < 1) {
+		return cur, fmt.Sprintf("ratio %.3f adjusted %.3f; hold", ratio, newRatio)
+	}
+	return int(math.Ceil(newRatio*n - 1e-9)), fmt.Sprintf("ratio %.3f adjusted %.3f", ratio, newRatio)
+}
