@@ -136,7 +136,9 @@ func costPerCapacity(p Pool) float64 {
 // at once, k ≥ 1 being the smallest count that brings the KV load, spread
 // over all replicas, under KVThreshold − KVSpareTrigger (KV use grows with
 // concurrency and spreads across replicas; the waiting queue does not spread
-// linearly, so its trigger adds one replica per decision, as in WVA).
+// linearly, so its trigger adds one replica per decision, as in WVA). A KV
+// load that needs more replicas than ready plus pending also scales up, even
+// when the anticipated replicas lift the averages above the triggers.
 //
 // Scale-down removes one replica from the most expensive pool (cost per
 // profiled capacity) when no scale-up is wanted, no replica is pending or
@@ -223,11 +225,11 @@ func (s Saturation) Analyze(g *Group) Proposal {
 		avgQ = (sumSpareQ + float64(anticipated)*s.QueueThreshold) / n
 	}
 	stats := fmt.Sprintf("%d warm (%d saturated), %d warming/pending, spare KV %.3f queue %.2f", nSamples, saturated, anticipated, avgKV, avgQ)
-	if n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger {
-		// KV load of the unsampled warm replicas is extrapolated from the samples.
-		kvLoad := sumKV / float64(nSamples) * float64(nSamples+missing)
-		k := int(math.Ceil(kvLoad/(s.KVThreshold-s.KVSpareTrigger)-1e-9)) - total
-		k = max(k, 1)
+	// KV load of the unsampled warm replicas is extrapolated from the samples.
+	kvLoad := sumKV / float64(nSamples) * float64(nSamples+missing)
+	kvShort := int(math.Ceil(kvLoad/(s.KVThreshold-s.KVSpareTrigger)-1e-9)) - total
+	if n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger || kvShort > 0 {
+		k := max(kvShort, 1)
 		added := addCheapest(g, want, k)
 		if added == 0 {
 			return Proposal{Replicas: want, Reason: "saturation: scale up wanted but every pool is at max; " + stats}

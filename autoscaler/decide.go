@@ -294,10 +294,10 @@ func (d *decider) analyze(grp *Group, members []int, g Guards, idleProven bool) 
 	}
 	copyTo()
 	if d.cfg.ScaleToZero && allMinZero(grp) && idleProven {
-		for _, i := range members {
-			if d.want[i] != 0 {
-				d.want[i] = 0
-				d.bypass[i] = true
+		for k, i := range members {
+			d.want[i] = 0
+			d.bypass[i] = true
+			if grp.Pools[k].Current != 0 {
 				d.note(i, "guard scale-to-zero: no request since %s (≥ %v)", d.st.idleSince.Format(time.RFC3339), g.IdleWindow)
 			}
 		}
