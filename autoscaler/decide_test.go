@@ -190,7 +190,7 @@ func TestStabilizer(t *testing.T) {
 			{421 * time.Second, 6, 5, 5, ""},
 		}},
 		{"hpa default up policy max(4 pods, 100%) per 15 s", nil, nil, []step{
-			{0, 2, 20, 6, "scale-up policy limits to 6"},           // max(2+4, 2×2)
+			{0, 2, 20, 6, "scale-up policy limits to 6"},               // max(2+4, 2×2)
 			{5 * time.Second, 6, 20, 6, "scale-up policy limits to 6"}, // period started at 2
 			{16 * time.Second, 6, 20, 12, "scale-up policy limits to 12"},
 		}},
