@@ -129,10 +129,13 @@ func costPerCapacity(p Pool) float64 {
 // QueueSpareTrigger, or when every replica is saturated. The gateway queue is
 // spread over the replicas as extra waiting requests.
 //
-// Two changes from WVA, both to avoid its failure modes. Pending and warming
-// replicas are not a reason to block: they enter the averages as empty
-// replicas (spare = the full threshold), so capacity on its way damps further
-// scale-up without freezing the controller. And a scale-up adds k replicas
+// Two changes from WVA, both to avoid its failure modes. Pending replicas are
+// not a reason to block: they enter the averages as empty replicas (spare =
+// the full threshold), so capacity on its way damps further scale-up without
+// freezing the controller. Warming replicas (ready, younger than
+// Guards.WarmUp) are left out of the averages, since their samples are not
+// yet representative, but their share of the KV load is assumed to be the
+// sampled average. And a scale-up adds k replicas
 // at once, k ≥ 1 being the smallest count that brings the KV load, spread
 // over all replicas, under KVThreshold − KVSpareTrigger (KV use grows with
 // concurrency and spreads across replicas; the waiting queue does not spread
@@ -188,15 +191,16 @@ func (s Saturation) Validate(*Config) error {
 func (s Saturation) Analyze(g *Group) Proposal {
 	s = s.withDefaults()
 	want := g.capacities()
-	total, anticipated, nSamples, missing := 0, 0, 0, 0
+	total, anticipated, nSamples, missing, warming := 0, 0, 0, 0, 0
 	for _, p := range g.Pools {
 		total += p.Capacity()
-		anticipated += p.Warming + p.Pending
+		anticipated += p.Pending
 		nSamples += len(p.Samples)
 		missing += p.Missing
+		warming += p.Warming
 	}
 	if nSamples == 0 {
-		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: no warm samples (%d warming or pending); hold", anticipated)}
+		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: no warm samples (%d warming, %d pending); hold", warming, anticipated)}
 	}
 	extraQ := 0.0
 	if total > 0 {
@@ -224,9 +228,10 @@ func (s Saturation) Analyze(g *Group) Proposal {
 		avgKV = (sumSpareKV + float64(anticipated)*s.KVThreshold) / n
 		avgQ = (sumSpareQ + float64(anticipated)*s.QueueThreshold) / n
 	}
-	stats := fmt.Sprintf("%d warm (%d saturated), %d warming/pending, spare KV %.3f queue %.2f", nSamples, saturated, anticipated, avgKV, avgQ)
-	// KV load of the unsampled warm replicas is extrapolated from the samples.
-	kvLoad := sumKV / float64(nSamples) * float64(nSamples+missing)
+	stats := fmt.Sprintf("%d warm (%d saturated), %d warming, %d pending, spare KV %.3f queue %.2f", nSamples, saturated, warming, anticipated, avgKV, avgQ)
+	// The KV load of ready replicas without a usable sample (missing or
+	// warming: they serve traffic too) is extrapolated from the samples.
+	kvLoad := sumKV / float64(nSamples) * float64(nSamples+missing+warming)
 	kvShort := int(math.Ceil(kvLoad/(s.KVThreshold-s.KVSpareTrigger)-1e-9)) - total
 	if n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger || kvShort > 0 {
 		k := max(kvShort, 1)
@@ -236,7 +241,7 @@ func (s Saturation) Analyze(g *Group) Proposal {
 		}
 		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: up +%d; %s", added, stats)}
 	}
-	if anticipated > 0 || missing > 0 || nonSat < 2 || total < 2 {
+	if anticipated > 0 || warming > 0 || missing > 0 || nonSat < 2 || total < 2 {
 		return Proposal{Replicas: want, Reason: "saturation: steady; " + stats}
 	}
 	// Redistribute the load of all warm replicas over one replica fewer.

@@ -27,7 +27,7 @@ func TestGuards(t *testing.T) {
 		{
 			"pending within timeout counts as capacity",
 			onePool(Saturation{}, 1, 10), obs1(4, join(warm(now, 3, 0.75, 0), notReady(now, 1, 2*time.Minute))),
-			4, "1 warming/pending",
+			4, "0 warming, 1 pending",
 		},
 		{
 			"stuck pending replica is replaced",
