@@ -1,0 +1,138 @@
+package scheduler
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+
+	"github.com/routekit/routekit/pool"
+)
+
+// Saturation is a saturation detector: it says how close a fleet is to being
+// unable to take more work, from each endpoint's scraped queue and KV-cache usage
+// and, optionally, the gateway's own in-flight counters (which are fresher than
+// any scrape). The zero value means llm-d's utilization-detector defaults. It is
+// plain data, read-only once in use, and safe for concurrent use.
+//
+// Per endpoint e:
+//
+//	level(e) = max(Waiting/QueueThreshold, KVCacheUsage/KVThreshold,
+//	               InFlight/MaxInFlight, InFlightTokens/MaxInFlightTokens)
+//
+// (the last two only when set). The fleet's level is the mean over endpoints;
+// the fleet is saturated when level ≥ 1. A stale endpoint (pool.Endpoint.Stale)
+// counts as level 1 under [StaleSaturated] and is left out under [StaleIgnore];
+// a fleet with no usable endpoint is saturated.
+type Saturation struct {
+	// QueueThreshold is the waiting-queue length at which an endpoint is full.
+	// Zero means 5.
+	QueueThreshold float64
+	// KVThreshold is the KV-cache usage (0–1) at which an endpoint is full. Zero
+	// means 0.8.
+	KVThreshold float64
+	// MaxInFlight, if > 0, is the number of gateway in-flight requests
+	// (pool.Load.Requests) at which an endpoint is full.
+	MaxInFlight int
+	// MaxInFlightTokens, if > 0, is the number of in-flight uncached prompt tokens
+	// (pool.Load.UncachedTokens) at which an endpoint is full.
+	MaxInFlightTokens int
+	// Stale is the policy for endpoints whose metrics are stale.
+	Stale StaleSaturation
+}
+
+// StaleSaturation is [Saturation]'s policy for stale endpoints.
+type StaleSaturation uint8
+
+const (
+	// StaleSaturated counts a stale endpoint as full (fail closed: an all-stale
+	// fleet halts dispatch). It is the default, as in llm-d.
+	StaleSaturated StaleSaturation = iota
+	// StaleIgnore leaves stale endpoints out of the mean; if all are stale the
+	// fleet is saturated.
+	StaleIgnore
+)
+
+func (s *Saturation) thresholds() (q, kv float64) {
+	q, kv = s.QueueThreshold, s.KVThreshold
+	if q == 0 {
+		q = 5
+	}
+	if kv == 0 {
+		kv = 0.8
+	}
+	return q, kv
+}
+
+// Validate reports whether the thresholds are usable.
+func (s *Saturation) Validate() error {
+	q, kv := s.thresholds()
+	switch {
+	case !(q > 0) || math.IsInf(q, 0):
+		return fmt.Errorf("scheduler: queue threshold %v, want > 0", s.QueueThreshold)
+	case !(kv > 0) || math.IsInf(kv, 0):
+		return fmt.Errorf("scheduler: KV threshold %v, want > 0", s.KVThreshold)
+	case s.MaxInFlight < 0 || s.MaxInFlightTokens < 0:
+		return fmt.Errorf("scheduler: negative in-flight limit")
+	case s.Stale > StaleIgnore:
+		return fmt.Errorf("scheduler: unknown stale policy %d", s.Stale)
+	}
+	return nil
+}
+
+// Endpoint returns one endpoint's level (≥ 1 means full) and whether it counts
+// (false: stale and ignored).
+func (s *Saturation) Endpoint(e *pool.Endpoint) (float64, bool) {
+	if e.Stale() {
+		return 1, s.Stale != StaleIgnore
+	}
+	q, kv := s.thresholds()
+	m := e.Metrics()
+	l := max(float64(m.Waiting)/q, m.KVCacheUsage/kv)
+	if s.MaxInFlight > 0 || s.MaxInFlightTokens > 0 {
+		ld := e.Load()
+		if s.MaxInFlight > 0 {
+			l = max(l, float64(ld.Requests)/float64(s.MaxInFlight))
+		}
+		if s.MaxInFlightTokens > 0 {
+			l = max(l, float64(ld.UncachedTokens)/float64(s.MaxInFlightTokens))
+		}
+	}
+	if math.IsNaN(l) {
+		l = 1
+	}
+	return l, true
+}
+
+// Level returns the fleet's saturation level: the mean endpoint level (see
+// [Saturation]); 1 when no endpoint counts.
+func (s *Saturation) Level(eps []*pool.Endpoint) float64 {
+	sum, n := 0.0, 0
+	for _, e := range eps {
+		if l, ok := s.Endpoint(e); ok {
+			sum += l
+			n++
+		}
+	}
+	if n == 0 {
+		return 1
+	}
+	return sum / float64(n)
+}
+
+// Saturated reports whether Level(eps) ≥ 1.
+func (s *Saturation) Saturated(eps []*pool.Endpoint) bool { return s.Level(eps) >= 1 }
+
+// Admit is per-request admission without queueing: it rejects a sheddable
+// request (Priority < 0) with a 429 [*RejectError] ([ReasonSaturated]) when the
+// fleet is saturated, and a request of any priority with a 503 ([ReasonNoEndpoints])
+// when eps is empty. Requests with Priority ≥ 0 are always admitted otherwise; use
+// [FlowControl] to make them wait instead.
+func (s *Saturation) Admit(req *Request, eps []*pool.Endpoint) error {
+	if len(eps) == 0 {
+		return reject(ReasonNoEndpoints, http.StatusServiceUnavailable, ErrNoEndpoints)
+	}
+	if req.Priority < 0 && s.Saturated(eps) {
+		return reject(ReasonSaturated, http.StatusTooManyRequests, nil)
+	}
+	return nil
+}
