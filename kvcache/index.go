@@ -1,0 +1,980 @@
+package kvcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Index records which endpoints hold which KV blocks, in which tier, and
+// answers longest-prefix lookups over chained block keys.
+//
+// Locations are endpoints (pool.Endpoint.ID strings) and shared storages (any
+// name, in a separate namespace). A block stored in a shared storage counts for
+// every endpoint attached to it. Endpoints and storages are registered on first
+// use; DropEndpoint and DropStorage forget them.
+//
+// An Index is safe for concurrent use. Lookup takes no lock and never waits for
+// writers. Writes for one location are serialized by that location's lock, so
+// one goroutine per endpoint (as a KV-event subscriber runs) applies its writes
+// in order; writes for different locations proceed in parallel.
+type Index struct {
+	keyer Keyer
+	cfg   config
+
+	shards [numShards]shard
+
+	mu   sync.Mutex               // guards registry changes (adding, dropping, attaching locations)
+	reg  atomic.Pointer[registry] // immutable snapshot read by Lookup and writers
+	free []uint32                 // location ids free for reuse; guarded by mu
+
+	entries atomic.Int64 // (block, location) entries, confirmed or learned
+	learned atomic.Int64 // learned entries
+	evicted atomic.Int64 // entries evicted for capacity
+	dropped atomic.Int64 // engine hashes that could not be resolved
+
+	scratch sync.Pool // *lookupScratch
+}
+
+// Keyer computes our chained block keys from tokens. *prefix.Hasher implements
+// it; the Index uses it on Stored to turn a KV event's tokens into keys.
+type Keyer interface {
+	// BlockSize reports the block size in tokens.
+	BlockSize() int
+	// Root reports the parent key of block 0.
+	Root() uint64
+	// AppendKeysFrom appends the keys of the full blocks of tokens, chaining
+	// from parent; cacheSalt applies only when parent is Root.
+	AppendKeysFrom(dst []uint64, parent uint64, tokens []uint32, lora, cacheSalt string) []uint64
+}
+
+// Tier is where a location holds a block. Lower tiers are better: a block held
+// in several tiers counts in the lowest.
+type Tier uint8
+
+const (
+	// TierGPU is the model server's GPU memory (vLLM medium "GPU").
+	TierGPU Tier = iota
+	// TierCPU is the server's local CPU offload (vLLM medium "CPU").
+	TierCPU
+	// TierDisk is the server's local disk offload.
+	TierDisk
+	// TierShared is a shared storage (for example an LMCache or NIXL store) that
+	// every endpoint attached to it can load from. Writes to TierShared go to
+	// the storage attached to the writing endpoint.
+	TierShared
+	// TierLearned is a block presumed in GPU memory because the router sent a
+	// request with this prefix to the endpoint (Learn), not confirmed by an event.
+	TierLearned
+
+	// NumTiers is the number of tiers, the length of Match.Blocks.
+	NumTiers = 5
+)
+
+var tierNames = [NumTiers]string{"gpu", "cpu", "disk", "shared", "learned"}
+
+// String returns "gpu", "cpu", "disk", "shared" or "learned".
+func (t Tier) String() string {
+	if t < NumTiers {
+		return tierNames[t]
+	}
+	return "Tier(" + strconv.Itoa(int(t)) + ")"
+}
+
+// ParseMedium maps a KV event's medium to a Tier: "" (null), "GPU", "CUDA" and
+// "HBM" are TierGPU, "CPU" and "CPU_PINNED" TierCPU, "DISK" and "LOCAL_DISK"
+// TierDisk, and "SHARED", "REMOTE", "LMCACHE", "NIXL" and "STORAGE" TierShared,
+// case-insensitively. Other media return ErrMedium.
+func ParseMedium(medium string) (Tier, error) {
+	switch strings.ToUpper(medium) {
+	case "", "GPU", "CUDA", "HBM":
+		return TierGPU, nil
+	case "CPU", "CPU_PINNED":
+		return TierCPU, nil
+	case "DISK", "LOCAL_DISK":
+		return TierDisk, nil
+	case "SHARED", "REMOTE", "LMCACHE", "NIXL", "STORAGE":
+		return TierShared, nil
+	}
+	return 0, fmt.Errorf("%w: %q", ErrMedium, medium)
+}
+
+// Match is one endpoint's result of a Lookup: how many blocks, from block 0 and
+// without a gap, it holds, each counted in the best tier it holds it in.
+type Match struct {
+	// Blocks counts the matched blocks by tier, indexed by Tier.
+	Blocks [NumTiers]int32
+}
+
+// Total reports the number of consecutive blocks matched from block 0.
+func (m Match) Total() int {
+	n := 0
+	for _, b := range m.Blocks {
+		n += int(b)
+	}
+	return n
+}
+
+// Errors returned by the Index. Callers branch on ErrUnknownParent (drop the
+// event and, if it persists, resynchronize the endpoint by replay or Clear).
+var (
+	// ErrUnknownParent: a BlockStored names a parent block hash the index has no
+	// key for (its store was missed or evicted). The event is not applied.
+	ErrUnknownParent = errors.New("kvcache: unknown parent block hash")
+	// ErrBlockSize: a BlockStored's block size or token count does not match
+	// the Keyer's block size and its number of block hashes.
+	ErrBlockSize = errors.New("kvcache: block size mismatch")
+	// ErrNoStorage: a TierShared write for an endpoint attached to no storage.
+	ErrNoStorage = errors.New("kvcache: endpoint attached to no shared storage")
+	// ErrTier: a tier that the operation does not accept.
+	ErrTier = errors.New("kvcache: invalid tier")
+	// ErrMedium: ParseMedium does not know the medium.
+	ErrMedium = errors.New("kvcache: unknown medium")
+	// ErrEmptyID: an empty endpoint or storage ID.
+	ErrEmptyID = errors.New("kvcache: empty location id")
+	// ErrTooManyLocations: more than 2^24-1 endpoints and storages.
+	ErrTooManyLocations = errors.New("kvcache: too many locations")
+	// ErrShortOutput: Lookup's out is shorter than its endpoints.
+	ErrShortOutput = errors.New("kvcache: output shorter than endpoints")
+)
+
+// DefaultCapacity is the default bound on (block, location) entries.
+const DefaultCapacity = 1 << 24
+
+// DefaultLearnedTTL is how long a learned entry lives by default.
+const DefaultLearnedTTL = 2 * time.Second
+
+// DefaultLearnedCapacity is the default bound on learned entries per endpoint.
+const DefaultLearnedCapacity = 1 << 16
+
+type config struct {
+	capacity   int
+	learnedTTL time.Duration
+	learnedCap int
+	clock      func() time.Time
+}
+
+// Option configures an Index.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithCapacity bounds the number of (block, location) entries (default
+// DefaultCapacity). Past it, writes evict each location's least recently
+// stored or learned entries that no Learn has touched since (a CLOCK policy),
+// starting with locations holding more than their share.
+func WithCapacity(entries int) Option { return optionFunc(func(c *config) { c.capacity = entries }) }
+
+// WithLearnedTTL sets how long a learned entry lives (default DefaultLearnedTTL:
+// speculative entries that bridge the gap between a routing decision and the
+// server's KV events). Zero means learned entries never expire and are bounded
+// only by their per-endpoint capacity: the approximate mode, for fleets that
+// publish no KV events.
+func WithLearnedTTL(d time.Duration) Option { return optionFunc(func(c *config) { c.learnedTTL = d }) }
+
+// WithLearnedCapacity bounds learned entries per endpoint (default
+// DefaultLearnedCapacity); SetLearnedCapacity overrides it per endpoint, for
+// example with the server's num_gpu_blocks.
+func WithLearnedCapacity(n int) Option { return optionFunc(func(c *config) { c.learnedCap = n }) }
+
+// WithClock sets the clock used for learned entries' TTL (default time.Now).
+func WithClock(now func() time.Time) Option { return optionFunc(func(c *config) { c.clock = now }) }
+
+// New returns an empty Index. keyer turns KV events' tokens into keys and must
+// be configured like the hasher that computes request keys (same model, block
+// size); it may be nil if Stored is never called.
+func New(keyer Keyer, opts ...Option) (*Index, error) {
+	cfg := config{
+		capacity:   DefaultCapacity,
+		learnedTTL: DefaultLearnedTTL,
+		learnedCap: DefaultLearnedCapacity,
+		clock:      time.Now,
+	}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	switch {
+	case cfg.capacity < 1:
+		return nil, fmt.Errorf("kvcache: capacity %d: must be positive", cfg.capacity)
+	case cfg.learnedTTL < 0:
+		return nil, fmt.Errorf("kvcache: learned TTL %v: must not be negative", cfg.learnedTTL)
+	case cfg.learnedCap < 0:
+		return nil, fmt.Errorf("kvcache: learned capacity %d: must not be negative", cfg.learnedCap)
+	case cfg.clock == nil:
+		return nil, errors.New("kvcache: nil clock")
+	}
+	x := &Index{keyer: keyer, cfg: cfg}
+	for i := range x.shards {
+		x.shards[i].init()
+	}
+	x.reg.Store(&registry{
+		endpoints: map[string]uint32{},
+		storages:  map[string]uint32{},
+		locs:      []*location{nil},
+		storageOf: []uint32{0},
+	})
+	x.scratch.New = func() any { return new(lookupScratch) }
+	return x, nil
+}
+
+// registry is an immutable snapshot of the locations.
+type registry struct {
+	endpoints map[string]uint32
+	storages  map[string]uint32
+	locs      []*location // by id; nil for free ids
+	storageOf []uint32    // endpoint id → attached storage id, 0 for none
+}
+
+func (r *registry) clone() *registry {
+	n := &registry{
+		endpoints: make(map[string]uint32, len(r.endpoints)+1),
+		storages:  make(map[string]uint32, len(r.storages)+1),
+		locs:      append(make([]*location, 0, len(r.locs)+1), r.locs...),
+		storageOf: append(make([]uint32, 0, len(r.storageOf)+1), r.storageOf...),
+	}
+	for k, v := range r.endpoints {
+		n.endpoints[k] = v
+	}
+	for k, v := range r.storages {
+		n.storages[k] = v
+	}
+	return n
+}
+
+// location is the writer-side state of one endpoint or storage.
+type location struct {
+	mu      sync.Mutex // guards every field below; serializes the location's writes
+	id      uint32
+	name    string
+	storage bool
+	dropped bool
+
+	held    map[uint64]held   // block key → what this location holds (the reverse map)
+	engine  map[uint64]uint64 // engine block hash → block key
+	fifo    []uint64          // keys in insertion order, for CLOCK eviction; may hold stale keys
+	head    int               // fifo[head:] is live
+	lq      []learnedRef      // learned keys in learning order, for TTL and capacity
+	lqHead  int
+	lcap    int
+	nlearn  int      // learned entries (held with bitLearned)
+	lseq    int64    // learn counter, the deadline stand-in without a TTL
+	keybuf  []uint64 // scratch for Stored
+	entries int      // len(held), readable by the evictor under mu
+}
+
+type held struct {
+	engine   uint64 // engine hash mapped to this key, 0 if none
+	deadline int64  // learned entry's expiry (unix ns), 0 if not learned or no TTL
+	tiers    uint8  // tier bits as published in the table
+	ref      bool   // touched since the evictor last looked
+}
+
+type learnedRef struct {
+	key      uint64
+	deadline int64
+}
+
+const bitLearned = 1 << TierLearned
+
+// loc returns the location for name, creating it when create is set.
+func (x *Index) loc(name string, storage, create bool) (*location, error) {
+	if name == "" {
+		return nil, ErrEmptyID
+	}
+	r := x.reg.Load()
+	m := r.endpoints
+	if storage {
+		m = r.storages
+	}
+	if id, ok := m[name]; ok {
+		return r.locs[id], nil
+	}
+	if !create {
+		return nil, nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	r = x.reg.Load()
+	m = r.endpoints
+	if storage {
+		m = r.storages
+	}
+	if id, ok := m[name]; ok {
+		return r.locs[id], nil
+	}
+	n := r.clone()
+	var id uint32
+	if len(x.free) > 0 {
+		id = x.free[len(x.free)-1]
+		x.free = x.free[:len(x.free)-1]
+	} else {
+		if len(n.locs) > maxLoc {
+			return nil, ErrTooManyLocations
+		}
+		id = uint32(len(n.locs))
+		n.locs = append(n.locs, nil)
+		n.storageOf = append(n.storageOf, 0)
+	}
+	l := &location{
+		id: id, name: name, storage: storage,
+		held: map[uint64]held{}, engine: map[uint64]uint64{},
+		lcap: x.cfg.learnedCap,
+	}
+	n.locs[id] = l
+	n.storageOf[id] = 0
+	if storage {
+		n.storages[name] = id
+	} else {
+		n.endpoints[name] = id
+	}
+	x.reg.Store(n)
+	return l, nil
+}
+
+// target returns the location a write for endpoint in tier goes to: the
+// endpoint itself, or its attached storage for TierShared.
+func (x *Index) target(endpoint string, tier Tier) (ep, t *location, err error) {
+	if tier >= TierLearned {
+		return nil, nil, fmt.Errorf("%w: %v", ErrTier, tier)
+	}
+	ep, err = x.loc(endpoint, false, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tier != TierShared {
+		return ep, ep, nil
+	}
+	r := x.reg.Load()
+	sid := r.storageOf[ep.id]
+	if sid == 0 {
+		return nil, nil, fmt.Errorf("%w: %q", ErrNoStorage, endpoint)
+	}
+	return ep, r.locs[sid], nil
+}
+
+// Add records that endpoint holds the blocks keys in tier (TierShared: its
+// attached storage holds them). Adding a block already held is a no-op apart
+// from marking it recently used.
+func (x *Index) Add(endpoint string, tier Tier, keys []uint64) error {
+	_, t, err := x.target(endpoint, tier)
+	if err != nil {
+		return fmt.Errorf("kvcache: add for %q: %w", endpoint, err)
+	}
+	t.mu.Lock()
+	if t.dropped {
+		t.mu.Unlock()
+		return nil
+	}
+	for _, k := range keys {
+		x.addLocked(t, fixKey(k), 1<<tier, 0)
+	}
+	t.mu.Unlock()
+	x.maybeEvict(t)
+	return nil
+}
+
+// Remove records that endpoint no longer holds keys in tier.
+func (x *Index) Remove(endpoint string, tier Tier, keys []uint64) error {
+	_, t, err := x.target(endpoint, tier)
+	if err != nil {
+		return fmt.Errorf("kvcache: remove for %q: %w", endpoint, err)
+	}
+	t.mu.Lock()
+	for _, k := range keys {
+		x.clearBitsLocked(t, fixKey(k), 1<<tier)
+	}
+	t.mu.Unlock()
+	return nil
+}
+
+// BlockStored is a model server's KV event: blocks computed and cached, in
+// order, each chained to the previous one.
+type BlockStored struct {
+	// EngineHashes are the server's hashes of the stored blocks (vLLM's
+	// block_hashes as uint64: the int, or the last 8 bytes of the digest read
+	// big-endian).
+	EngineHashes []uint64
+	// Parent is the engine hash of the block before the first stored one; it is
+	// meaningful only when HasParent is set (vLLM's parent_block_hash is not null).
+	Parent    uint64
+	HasParent bool
+	// Tokens are the stored blocks' token ids, BlockSize per hash. Empty for a
+	// location-only store (a copy of known blocks into another tier, such as
+	// CPU offload), which is resolved through the engine hashes already known.
+	Tokens []uint32
+	// BlockSize is the event's block size; 0 means the Keyer's.
+	BlockSize int
+	// LoRA is the adapter name (vLLM lora_name), "" for none.
+	LoRA string
+	// CacheSalt is the cache_salt from block 0's extra keys, "" for none; it is
+	// used only when HasParent is false.
+	CacheSalt string
+}
+
+// Stored applies a BlockStored event from endpoint for tier: it computes our
+// keys from the tokens, chaining from the key recorded for the parent hash
+// (or the Keyer's root when there is none), records each engine hash → key
+// mapping, and adds the blocks. A location-only event (no tokens) resolves its
+// engine hashes through the mappings; hashes never seen are skipped and
+// counted in Stats.UnresolvedHashes. It returns ErrUnknownParent when the
+// parent hash has no mapping, and ErrBlockSize when sizes disagree; in both
+// cases nothing is applied.
+func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
+	ep, t, err := x.target(endpoint, tier)
+	if err != nil {
+		return fmt.Errorf("kvcache: stored from %q: %w", endpoint, err)
+	}
+	if len(ev.Tokens) == 0 {
+		x.storedLocationOnly(ep, t, tier, ev.EngineHashes)
+		return nil
+	}
+	if x.keyer == nil {
+		return fmt.Errorf("kvcache: stored from %q: no Keyer configured", endpoint)
+	}
+	bs := x.keyer.BlockSize()
+	if (ev.BlockSize != 0 && ev.BlockSize != bs) || len(ev.Tokens) != bs*len(ev.EngineHashes) {
+		return fmt.Errorf("kvcache: stored from %q: %w: %d tokens for %d hashes, event block size %d, index block size %d",
+			endpoint, ErrBlockSize, len(ev.Tokens), len(ev.EngineHashes), ev.BlockSize, bs)
+	}
+	parent := x.keyer.Root()
+	if ev.HasParent {
+		k, ok := x.resolve(ep, t, ev.Parent)
+		if !ok {
+			return fmt.Errorf("kvcache: stored from %q: %w: %#x", endpoint, ErrUnknownParent, ev.Parent)
+		}
+		parent = k
+	}
+	t.mu.Lock()
+	if t.dropped {
+		t.mu.Unlock()
+		return nil
+	}
+	t.keybuf = x.keyer.AppendKeysFrom(t.keybuf[:0], parent, ev.Tokens, ev.LoRA, ev.CacheSalt)
+	for i, k := range t.keybuf {
+		x.addLocked(t, fixKey(k), 1<<tier, ev.EngineHashes[i])
+	}
+	t.mu.Unlock()
+	x.maybeEvict(t)
+	return nil
+}
+
+// storedLocationOnly adds already-known blocks to another tier.
+func (x *Index) storedLocationOnly(ep, t *location, tier Tier, hashes []uint64) {
+	for _, h := range hashes {
+		k, ok := x.resolve(ep, t, h)
+		if !ok {
+			x.dropped.Add(1)
+			continue
+		}
+		t.mu.Lock()
+		if !t.dropped {
+			x.addLocked(t, k, 1<<tier, h)
+		}
+		t.mu.Unlock()
+	}
+	x.maybeEvict(t)
+}
+
+// resolve maps an engine hash to our key through t's mappings, then the
+// endpoint's, then its storage's.
+func (x *Index) resolve(ep, t *location, h uint64) (uint64, bool) {
+	try := func(l *location) (uint64, bool) {
+		if l == nil {
+			return 0, false
+		}
+		l.mu.Lock()
+		k, ok := l.engine[h]
+		l.mu.Unlock()
+		return k, ok
+	}
+	if k, ok := try(t); ok {
+		return k, true
+	}
+	if ep != t {
+		if k, ok := try(ep); ok {
+			return k, true
+		}
+	}
+	r := x.reg.Load()
+	if sid := r.storageOf[ep.id]; sid != 0 && r.locs[sid] != t {
+		return try(r.locs[sid])
+	}
+	return 0, false
+}
+
+// Removed applies a BlockRemoved event from endpoint for tier: each engine
+// hash is resolved through the mappings and its block removed from that tier.
+// Unknown hashes are skipped and counted in Stats.UnresolvedHashes.
+func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error {
+	_, t, err := x.target(endpoint, tier)
+	if err != nil {
+		return fmt.Errorf("kvcache: removed from %q: %w", endpoint, err)
+	}
+	t.mu.Lock()
+	for _, h := range engineHashes {
+		k, ok := t.engine[h]
+		if !ok {
+			x.dropped.Add(1)
+			continue
+		}
+		x.clearBitsLocked(t, k, 1<<tier)
+	}
+	t.mu.Unlock()
+	return nil
+}
+
+// Learn records that endpoint presumably holds keys in GPU memory because a
+// request with this prefix was just sent to it: learned entries live for the
+// learned TTL (or, with a zero TTL, until evicted by the endpoint's learned
+// capacity). Blocks the endpoint already holds are marked recently used.
+func (x *Index) Learn(endpoint string, keys []uint64) error {
+	l, err := x.loc(endpoint, false, true)
+	if err != nil {
+		return fmt.Errorf("kvcache: learn for %q: %w", endpoint, err)
+	}
+	now := x.cfg.clock().UnixNano()
+	l.mu.Lock()
+	if l.dropped || l.lcap == 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	// The deadline also identifies the newest reference of a key in l.lq;
+	// without a TTL a per-location counter stands in for it.
+	var deadline int64
+	if x.cfg.learnedTTL > 0 {
+		deadline = now + int64(x.cfg.learnedTTL)
+	} else {
+		l.lseq++
+		deadline = l.lseq
+	}
+	x.expireLocked(l, now)
+	for _, k := range keys {
+		k = fixKey(k)
+		x.addLocked(l, k, bitLearned, 0)
+		e := l.held[k]
+		e.deadline = deadline
+		l.held[k] = e
+		l.lq = append(l.lq, learnedRef{key: k, deadline: deadline})
+		for l.nlearn > l.lcap {
+			x.popLearnedLocked(l)
+		}
+	}
+	l.compactLearnedLocked()
+	l.mu.Unlock()
+	x.maybeEvict(l)
+	return nil
+}
+
+// SetLearnedCapacity bounds endpoint's learned entries, for example to the
+// server's num_gpu_blocks (vllm:cache_config_info); 0 disables learning for it.
+func (x *Index) SetLearnedCapacity(endpoint string, blocks int) error {
+	if blocks < 0 {
+		return fmt.Errorf("kvcache: learned capacity %d for %q: must not be negative", blocks, endpoint)
+	}
+	l, err := x.loc(endpoint, false, true)
+	if err != nil {
+		return fmt.Errorf("kvcache: learned capacity for %q: %w", endpoint, err)
+	}
+	l.mu.Lock()
+	l.lcap = blocks
+	for l.nlearn > l.lcap {
+		x.popLearnedLocked(l)
+	}
+	l.compactLearnedLocked()
+	l.mu.Unlock()
+	return nil
+}
+
+// Expire drops learned entries whose TTL has passed. Writes to an endpoint
+// expire its own entries as they go; Run calls Expire periodically so that
+// idle endpoints' entries expire too.
+func (x *Index) Expire() {
+	if x.cfg.learnedTTL == 0 {
+		return
+	}
+	now := x.cfg.clock().UnixNano()
+	r := x.reg.Load()
+	for _, l := range r.locs {
+		if l == nil || l.storage {
+			continue
+		}
+		l.mu.Lock()
+		x.expireLocked(l, now)
+		l.mu.Unlock()
+	}
+}
+
+// Run calls Expire every quarter of the learned TTL until ctx is done, and
+// returns ctx's error. It is the Index's only background work; the caller
+// owns the goroutine. Without a TTL it just waits for ctx.
+func (x *Index) Run(ctx context.Context) error {
+	if x.cfg.learnedTTL == 0 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	tick := time.NewTicker(max(x.cfg.learnedTTL/4, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			x.Expire()
+		}
+	}
+}
+
+func (x *Index) expireLocked(l *location, now int64) {
+	if x.cfg.learnedTTL == 0 {
+		return
+	}
+	for l.lqHead < len(l.lq) && l.lq[l.lqHead].deadline <= now {
+		x.popLearnedLocked(l)
+	}
+	l.compactLearnedLocked()
+}
+
+// popLearnedLocked removes the oldest learned reference; its entry goes away
+// unless it was learned again later.
+func (x *Index) popLearnedLocked(l *location) {
+	if l.lqHead >= len(l.lq) {
+		l.nlearn = 0 // cannot happen; keep the loop finite
+		return
+	}
+	ref := l.lq[l.lqHead]
+	l.lqHead++
+	e, ok := l.held[ref.key]
+	if !ok || e.tiers&bitLearned == 0 {
+		return
+	}
+	if e.deadline != ref.deadline {
+		return // a later Learn refreshed it; its newer reference is further on
+	}
+	x.clearBitsLocked(l, ref.key, bitLearned)
+}
+
+func (l *location) compactLearnedLocked() {
+	if l.lqHead > 64 && l.lqHead*2 > len(l.lq) {
+		n := copy(l.lq, l.lq[l.lqHead:])
+		l.lq = l.lq[:n]
+		l.lqHead = 0
+	}
+}
+
+// addLocked sets bits for key k at location l, recording engine hash h if
+// non-zero. The caller holds l.mu.
+func (x *Index) addLocked(l *location, k uint64, bits uint8, h uint64) {
+	e, ok := l.held[k]
+	if h != 0 {
+		if e.engine != 0 && e.engine != h {
+			delete(l.engine, e.engine)
+		}
+		e.engine = h
+		l.engine[h] = k
+	}
+	if !ok {
+		l.fifo = append(l.fifo, k)
+		l.entries++
+		x.entries.Add(1)
+	} else {
+		e.ref = true
+	}
+	if e.tiers&bits != bits {
+		if bits&bitLearned != 0 && e.tiers&bitLearned == 0 {
+			l.nlearn++
+			x.learned.Add(1)
+		}
+		e.tiers |= bits
+		sh := &x.shards[k>>shardShift]
+		sh.mu.Lock()
+		sh.set(k, l.id, e.tiers)
+		sh.mu.Unlock()
+	}
+	l.held[k] = e
+}
+
+// clearBitsLocked clears bits for key k at location l, forgetting the entry
+// (and its engine mapping) when nothing is left. The caller holds l.mu.
+func (x *Index) clearBitsLocked(l *location, k uint64, bits uint8) {
+	e, ok := l.held[k]
+	if !ok || e.tiers&bits == 0 {
+		return
+	}
+	if bits&bitLearned != 0 && e.tiers&bitLearned != 0 {
+		l.nlearn--
+		x.learned.Add(-1)
+		e.deadline = 0
+	}
+	e.tiers &^= bits
+	sh := &x.shards[k>>shardShift]
+	sh.mu.Lock()
+	sh.set(k, l.id, e.tiers)
+	sh.mu.Unlock()
+	if e.tiers&^bitLearned == 0 && e.engine != 0 {
+		delete(l.engine, e.engine)
+		e.engine = 0
+	}
+	if e.tiers == 0 {
+		delete(l.held, k)
+		l.entries--
+		x.entries.Add(-1)
+		return
+	}
+	l.held[k] = e
+}
+
+// clearLocked forgets everything l holds. The caller holds l.mu.
+func (x *Index) clearLocked(l *location) {
+	for k, e := range l.held {
+		sh := &x.shards[k>>shardShift]
+		sh.mu.Lock()
+		sh.set(k, l.id, 0)
+		sh.mu.Unlock()
+		if e.tiers&bitLearned != 0 {
+			x.learned.Add(-1)
+		}
+	}
+	x.entries.Add(-int64(len(l.held)))
+	l.held = map[uint64]held{}
+	l.engine = map[uint64]uint64{}
+	l.fifo, l.head = nil, 0
+	l.lq, l.lqHead = nil, 0
+	l.nlearn, l.entries = 0, 0
+}
+
+// Clear forgets every block endpoint holds in its own tiers and its engine
+// hash mappings, as on vLLM's AllBlocksCleared. Blocks in an attached shared
+// storage are not the endpoint's to clear; use ClearStorage.
+func (x *Index) Clear(endpoint string) error {
+	l, err := x.loc(endpoint, false, false)
+	if err != nil || l == nil {
+		return err
+	}
+	l.mu.Lock()
+	x.clearLocked(l)
+	l.mu.Unlock()
+	return nil
+}
+
+// ClearStorage forgets every block in the shared storage.
+func (x *Index) ClearStorage(storage string) error {
+	l, err := x.loc(storage, true, false)
+	if err != nil || l == nil {
+		return err
+	}
+	l.mu.Lock()
+	x.clearLocked(l)
+	l.mu.Unlock()
+	return nil
+}
+
+// DropEndpoint forgets endpoint entirely: its blocks, mappings, learned
+// entries and storage attachment. A later write registers it afresh.
+func (x *Index) DropEndpoint(endpoint string) error { return x.drop(endpoint, false) }
+
+// DropStorage forgets a shared storage and detaches its endpoints.
+func (x *Index) DropStorage(storage string) error { return x.drop(storage, true) }
+
+func (x *Index) drop(name string, storage bool) error {
+	l, err := x.loc(name, storage, false)
+	if err != nil || l == nil {
+		return err
+	}
+	// Unregister first, so that no new write finds it, then clear it.
+	x.mu.Lock()
+	r := x.reg.Load()
+	if r.locs[l.id] != l {
+		x.mu.Unlock()
+		return nil
+	}
+	n := r.clone()
+	if storage {
+		delete(n.storages, name)
+		for i, s := range n.storageOf {
+			if s == l.id {
+				n.storageOf[i] = 0
+			}
+		}
+	} else {
+		delete(n.endpoints, name)
+	}
+	n.storageOf[l.id] = 0
+	n.locs[l.id] = nil
+	x.reg.Store(n)
+	x.mu.Unlock()
+
+	l.mu.Lock()
+	l.dropped = true
+	x.clearLocked(l)
+	l.mu.Unlock()
+
+	x.mu.Lock()
+	x.free = append(x.free, l.id)
+	x.mu.Unlock()
+	return nil
+}
+
+// Attach attaches endpoint to a shared storage, creating either if needed: from
+// now on blocks the storage holds count, in TierShared, for the endpoint, and
+// the endpoint's TierShared writes go to it. An endpoint is attached to at most
+// one storage; attaching again replaces the attachment.
+func (x *Index) Attach(endpoint, storage string) error {
+	ep, err := x.loc(endpoint, false, true)
+	if err != nil {
+		return fmt.Errorf("kvcache: attach %q: %w", endpoint, err)
+	}
+	st, err := x.loc(storage, true, true)
+	if err != nil {
+		return fmt.Errorf("kvcache: attach %q to %q: %w", endpoint, storage, err)
+	}
+	return x.setStorage(ep, st.id)
+}
+
+// Detach detaches endpoint from its shared storage, if any.
+func (x *Index) Detach(endpoint string) error {
+	ep, err := x.loc(endpoint, false, false)
+	if err != nil || ep == nil {
+		return err
+	}
+	return x.setStorage(ep, 0)
+}
+
+func (x *Index) setStorage(ep *location, sid uint32) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	r := x.reg.Load()
+	if r.locs[ep.id] != ep || (sid != 0 && r.locs[sid] == nil) {
+		return nil // dropped concurrently
+	}
+	n := r.clone()
+	n.storageOf[ep.id] = sid
+	x.reg.Store(n)
+	return nil
+}
+
+// maybeEvict evicts entries while the index is over capacity. w is the
+// location that just wrote; it evicts its own entries if it holds at least its
+// share, otherwise the largest location's.
+func (x *Index) maybeEvict(w *location) {
+	over := x.entries.Load() - int64(x.cfg.capacity)
+	if over <= 0 {
+		return
+	}
+	// Evict a little more than needed, to amortize the victim search.
+	batch := int(over) + x.cfg.capacity/256 + 1
+	r := x.reg.Load()
+	nlocs := 0
+	var largest *location
+	largestN := -1
+	for _, l := range r.locs {
+		if l == nil {
+			continue
+		}
+		nlocs++
+		l.mu.Lock()
+		n := l.entries
+		l.mu.Unlock()
+		if n > largestN {
+			largest, largestN = l, n
+		}
+	}
+	victim := largest
+	w.mu.Lock()
+	if int64(w.entries)*int64(nlocs) >= x.entries.Load() {
+		victim = w
+	}
+	w.mu.Unlock()
+	if victim == nil {
+		return
+	}
+	victim.mu.Lock()
+	x.evictLocked(victim, batch)
+	victim.mu.Unlock()
+}
+
+// evictLocked evicts up to n entries of l in CLOCK order: the oldest first,
+// giving entries touched since the last pass a second chance.
+func (x *Index) evictLocked(l *location, n int) {
+	budget := 2*(len(l.fifo)-l.head) + 1
+	for n > 0 && budget > 0 && l.head < len(l.fifo) {
+		budget--
+		k := l.fifo[l.head]
+		l.head++
+		e, ok := l.held[k]
+		if !ok {
+			continue
+		}
+		if e.ref {
+			e.ref = false
+			l.held[k] = e
+			l.fifo = append(l.fifo, k)
+			continue
+		}
+		if e.tiers&bitLearned != 0 {
+			l.nlearn--
+			x.learned.Add(-1)
+		}
+		e.tiers = 0
+		sh := &x.shards[k>>shardShift]
+		sh.mu.Lock()
+		sh.set(k, l.id, 0)
+		sh.mu.Unlock()
+		if e.engine != 0 {
+			delete(l.engine, e.engine)
+		}
+		delete(l.held, k)
+		l.entries--
+		x.entries.Add(-1)
+		x.evicted.Add(1)
+		n--
+	}
+	if l.head > 1024 && l.head*2 > len(l.fifo) {
+		m := copy(l.fifo, l.fifo[l.head:])
+		l.fifo = l.fifo[:m]
+		l.head = 0
+	}
+}
+
+// Stats is a snapshot of an Index's size and counters.
+type Stats struct {
+	// Entries is the number of (block, location) entries, confirmed or learned.
+	Entries int64
+	// Learned is the number of entries with a learned bit.
+	Learned int64
+	// Blocks is the number of distinct blocks held anywhere.
+	Blocks int64
+	// Endpoints and Storages count registered locations.
+	Endpoints, Storages int
+	// Evicted counts entries evicted for capacity since New.
+	Evicted int64
+	// UnresolvedHashes counts engine hashes in Removed and location-only
+	// Stored events that had no mapping.
+	UnresolvedHashes int64
+	// Capacity is the configured bound on Entries.
+	Capacity int
+}
+
+// Stats returns a snapshot of the Index's size and counters. It takes no lock.
+func (x *Index) Stats() Stats {
+	r := x.reg.Load()
+	s := Stats{
+		Entries:          x.entries.Load(),
+		Learned:          x.learned.Load(),
+		Endpoints:        len(r.endpoints),
+		Storages:         len(r.storages),
+		Evicted:          x.evicted.Load(),
+		UnresolvedHashes: x.dropped.Load(),
+		Capacity:         x.cfg.capacity,
+	}
+	for i := range x.shards {
+		s.Blocks += x.shards[i].blocks.Load()
+	}
+	return s
+}

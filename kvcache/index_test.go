@@ -1,0 +1,493 @@
+package kvcache
+
+import (
+	"hash/fnv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testKeyer is a small Keyer for tests: FNV-1a over parent, lora, salt and tokens.
+type testKeyer struct{ bs int }
+
+func (k testKeyer) BlockSize() int { return k.bs }
+func (k testKeyer) Root() uint64   { return 0x1234 }
+func (k testKeyer) AppendKeysFrom(dst []uint64, parent uint64, tokens []uint32, lora, salt string) []uint64 {
+	for i := 0; i+k.bs <= len(tokens); i += k.bs {
+		h := fnv.New64a()
+		var b [8]byte
+		for j := range b {
+			b[j] = byte(parent >> (8 * j))
+		}
+		h.Write(b[:])
+		h.Write([]byte(lora))
+		if parent == k.Root() {
+			h.Write([]byte(salt))
+		}
+		for _, t := range tokens[i : i+k.bs] {
+			h.Write([]byte{byte(t), byte(t >> 8), byte(t >> 16), byte(t >> 24)})
+		}
+		parent = h.Sum64()
+		dst = append(dst, parent)
+	}
+	return dst
+}
+
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newIndex(t testing.TB, opts ...Option) *Index {
+	t.Helper()
+	x, err := New(testKeyer{bs: 4}, opts...)
+	require.NoError(t, err)
+	return x
+}
+
+func m(t ...int32) Match {
+	var mm Match
+	copy(mm.Blocks[:], t)
+	return mm
+}
+
+func lookup(t testing.TB, x *Index, keys []uint64, eps ...string) ([]Match, int) {
+	t.Helper()
+	out := make([]Match, len(eps))
+	n, err := x.Lookup(keys, eps, out)
+	require.NoError(t, err)
+	return out, n
+}
+
+func TestLookupSemantics(t *testing.T) {
+	keys := []uint64{11, 12, 13, 14, 15, 16}
+	type add struct {
+		ep   string
+		tier Tier
+		keys []uint64
+	}
+	tests := []struct {
+		name     string
+		attach   map[string]string
+		adds     []add
+		learn    map[string][]uint64
+		eps      []string
+		want     []Match
+		wantLong int
+	}{
+		{
+			name: "empty index",
+			eps:  []string{"a"},
+			want: []Match{{}},
+		},
+		{
+			name:     "full match gpu",
+			adds:     []add{{"a", TierGPU, keys}},
+			eps:      []string{"a"},
+			want:     []Match{m(6)},
+			wantLong: 6,
+		},
+		{
+			name:     "partial match stops at first missing block",
+			adds:     []add{{"a", TierGPU, keys[:3]}, {"a", TierGPU, keys[4:]}},
+			eps:      []string{"a"},
+			want:     []Match{m(3)},
+			wantLong: 3,
+		},
+		{
+			name:     "gap at block 0 means no match",
+			adds:     []add{{"a", TierGPU, keys[1:]}},
+			eps:      []string{"a"},
+			want:     []Match{{}},
+			wantLong: 0,
+		},
+		{
+			name: "per endpoint stop, others continue",
+			adds: []add{
+				{"a", TierGPU, keys[:2]},
+				{"b", TierGPU, keys[:5]},
+				{"c", TierGPU, keys[2:]},
+			},
+			eps:      []string{"a", "b", "c"},
+			want:     []Match{m(2), m(5), {}},
+			wantLong: 5,
+		},
+		{
+			name: "tiers counted by best tier per block",
+			adds: []add{
+				{"a", TierGPU, keys[:2]},
+				{"a", TierCPU, keys[:4]},
+				{"a", TierDisk, keys[3:5]},
+			},
+			eps:      []string{"a"},
+			want:     []Match{m(2, 2, 1)},
+			wantLong: 5,
+		},
+		{
+			name:     "tier change back and forth",
+			adds:     []add{{"a", TierCPU, keys}, {"a", TierGPU, []uint64{11, 13, 15}}},
+			eps:      []string{"a"},
+			want:     []Match{m(3, 3)},
+			wantLong: 6,
+		},
+		{
+			name:     "shared storage counts for attached endpoints only",
+			attach:   map[string]string{"a": "s", "b": "s", "c": "t"},
+			adds:     []add{{"a", TierShared, keys[:4]}, {"b", TierGPU, keys[:1]}, {"c", TierGPU, keys[:1]}},
+			eps:      []string{"a", "b", "c", "d"},
+			want:     []Match{m(0, 0, 0, 4), m(1, 0, 0, 3), m(1), {}},
+			wantLong: 4,
+		},
+		{
+			name:     "shared storage fills a gap of the endpoint's own tiers",
+			attach:   map[string]string{"a": "s"},
+			adds:     []add{{"a", TierGPU, []uint64{11, 12, 14, 15}}, {"a", TierShared, []uint64{13}}},
+			eps:      []string{"a"},
+			want:     []Match{m(4, 0, 0, 1)},
+			wantLong: 5,
+		},
+		{
+			name:     "learned entries",
+			adds:     []add{{"a", TierCPU, keys[:2]}},
+			learn:    map[string][]uint64{"a": keys[:4], "b": keys[:1]},
+			eps:      []string{"a", "b"},
+			want:     []Match{m(0, 2, 0, 0, 2), m(0, 0, 0, 0, 1)},
+			wantLong: 4,
+		},
+		{
+			name:     "unknown and duplicate endpoints",
+			adds:     []add{{"a", TierGPU, keys[:2]}},
+			eps:      []string{"zz", "a", "a", ""},
+			want:     []Match{{}, m(2), m(2), {}},
+			wantLong: 2,
+		},
+		{
+			name: "many holders overflow the inline slot",
+			adds: []add{
+				{"a", TierGPU, keys[:1]}, {"b", TierGPU, keys[:2]}, {"c", TierGPU, keys[:3]},
+				{"d", TierCPU, keys[:4]}, {"e", TierGPU, keys[:5]},
+			},
+			eps:      []string{"e", "d", "c", "b", "a"},
+			want:     []Match{m(5), m(0, 4), m(3), m(2), m(1)},
+			wantLong: 5,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newIndex(t)
+			for ep, st := range tt.attach {
+				require.NoError(t, x.Attach(ep, st))
+			}
+			for _, a := range tt.adds {
+				require.NoError(t, x.Add(a.ep, a.tier, a.keys))
+			}
+			for ep, ks := range tt.learn {
+				require.NoError(t, x.Learn(ep, ks))
+			}
+			got, n := lookup(t, x, keys, tt.eps...)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.wantLong, n)
+		})
+	}
+}
+
+func TestLookupErrors(t *testing.T) {
+	x := newIndex(t)
+	_, err := x.Lookup([]uint64{1}, []string{"a", "b"}, make([]Match, 1))
+	assert.ErrorIs(t, err, ErrShortOutput)
+	n, err := x.Lookup(nil, []string{"a"}, make([]Match, 1))
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	// Stale results are cleared.
+	out := []Match{m(9, 9)}
+	_, err = x.Lookup([]uint64{1}, []string{"a"}, out)
+	require.NoError(t, err)
+	assert.Equal(t, Match{}, out[0])
+}
+
+func TestReservedKeys(t *testing.T) {
+	x := newIndex(t)
+	require.NoError(t, x.Add("a", TierGPU, []uint64{0, ^uint64(0), 7}))
+	got, _ := lookup(t, x, []uint64{0, ^uint64(0), 7}, "a")
+	assert.Equal(t, m(3), got[0])
+}
+
+func TestWriteErrors(t *testing.T) {
+	x := newIndex(t)
+	assert.ErrorIs(t, x.Add("", TierGPU, []uint64{1}), ErrEmptyID)
+	assert.ErrorIs(t, x.Add("a", TierLearned, []uint64{1}), ErrTier)
+	assert.ErrorIs(t, x.Add("a", Tier(9), []uint64{1}), ErrTier)
+	assert.ErrorIs(t, x.Add("a", TierShared, []uint64{1}), ErrNoStorage)
+	assert.ErrorIs(t, x.Remove("a", TierShared, []uint64{1}), ErrNoStorage)
+	assert.ErrorIs(t, x.Removed("a", TierShared, []uint64{1}), ErrNoStorage)
+	assert.ErrorIs(t, x.Learn("", []uint64{1}), ErrEmptyID)
+	assert.Error(t, x.SetLearnedCapacity("a", -1))
+	assert.NoError(t, x.Clear("never-seen"))
+	assert.NoError(t, x.DropEndpoint("never-seen"))
+	assert.NoError(t, x.Detach("never-seen"))
+	assert.Equal(t, int64(0), x.Stats().Entries)
+}
+
+func TestNewValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		give []Option
+	}{
+		{"capacity", []Option{WithCapacity(0)}},
+		{"ttl", []Option{WithLearnedTTL(-time.Second)}},
+		{"learned capacity", []Option{WithLearnedCapacity(-1)}},
+		{"clock", []Option{WithClock(nil)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x, err := New(nil, tt.give...)
+			assert.Error(t, err)
+			assert.Nil(t, x)
+		})
+	}
+}
+
+func TestParseMedium(t *testing.T) {
+	tests := []struct {
+		give    string
+		want    Tier
+		wantErr bool
+	}{
+		{"", TierGPU, false}, {"GPU", TierGPU, false}, {"gpu", TierGPU, false},
+		{"CPU", TierCPU, false}, {"cpu_pinned", TierCPU, false},
+		{"DISK", TierDisk, false}, {"LMCACHE", TierShared, false},
+		{"tape", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseMedium(tt.give)
+		if tt.wantErr {
+			assert.ErrorIs(t, err, ErrMedium, tt.give)
+			continue
+		}
+		require.NoError(t, err, tt.give)
+		assert.Equal(t, tt.want, got, tt.give)
+	}
+	assert.Equal(t, "gpu", TierGPU.String())
+	assert.Equal(t, "learned", TierLearned.String())
+	assert.Equal(t, "Tier(9)", Tier(9).String())
+}
+
+func storedEv(hashes []uint64, parent uint64, hasParent bool, tokens []uint32) *BlockStored {
+	return &BlockStored{EngineHashes: hashes, Parent: parent, HasParent: hasParent, Tokens: tokens}
+}
+
+func toks(n int, start uint32) []uint32 {
+	t := make([]uint32, n)
+	for i := range t {
+		t[i] = start + uint32(i)
+	}
+	return t
+}
+
+func TestStoredRemoved(t *testing.T) {
+	k := testKeyer{bs: 4}
+	tokens := toks(16, 100)
+	keys := k.AppendKeysFrom(nil, k.Root(), tokens, "", "")
+	x := newIndex(t)
+
+	// Two events: blocks 0-1 with no parent, then 2-3 chained on engine hash 0xb.
+	require.NoError(t, x.Stored("a", TierGPU, storedEv([]uint64{0xa, 0xb}, 0, false, tokens[:8])))
+	require.NoError(t, x.Stored("a", TierGPU, storedEv([]uint64{0xc, 0xd}, 0xb, true, tokens[8:])))
+	got, _ := lookup(t, x, keys, "a")
+	assert.Equal(t, m(4), got[0])
+
+	// Unknown parent: nothing applied.
+	err := x.Stored("a", TierGPU, storedEv([]uint64{0xe}, 0x999, true, toks(4, 1)))
+	assert.ErrorIs(t, err, ErrUnknownParent)
+	// Size mismatch.
+	assert.ErrorIs(t, x.Stored("a", TierGPU, storedEv([]uint64{0xe}, 0, false, toks(5, 1))), ErrBlockSize)
+	bad := storedEv([]uint64{0xe}, 0, false, toks(4, 1))
+	bad.BlockSize = 16
+	assert.ErrorIs(t, x.Stored("a", TierGPU, bad), ErrBlockSize)
+	assert.Equal(t, int64(4), x.Stats().Entries)
+
+	// Location-only CPU offload of blocks 0-2, one unknown hash.
+	require.NoError(t, x.Stored("a", TierCPU, storedEv([]uint64{0xa, 0xb, 0xc, 0x777}, 0, false, nil)))
+	assert.Equal(t, int64(1), x.Stats().UnresolvedHashes)
+	// GPU evicts blocks 1 and 3.
+	require.NoError(t, x.Removed("a", TierGPU, []uint64{0xb, 0xd, 0x888}))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(2, 1), got[0]) // 0:gpu 1:cpu 2:gpu(+cpu) 3:gone
+	got[0] = Match{}
+	// CPU evicts block 1: the chain breaks at 1.
+	require.NoError(t, x.Removed("a", TierCPU, []uint64{0xb}))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(1), got[0])
+	// Block 1's mapping is gone with its last tier.
+	err = x.Stored("a", TierGPU, storedEv([]uint64{0xf}, 0xb, true, tokens[8:12]))
+	assert.ErrorIs(t, err, ErrUnknownParent)
+
+	// LoRA and salt flow into the keys.
+	require.NoError(t, x.Stored("b", TierGPU, &BlockStored{EngineHashes: []uint64{1}, Tokens: tokens[:4], LoRA: "l", CacheSalt: "s", BlockSize: 4}))
+	got, _ = lookup(t, x, k.AppendKeysFrom(nil, k.Root(), tokens[:4], "l", "s"), "b")
+	assert.Equal(t, m(1), got[0])
+
+	// AllBlocksCleared.
+	require.NoError(t, x.Clear("a"))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, Match{}, got[0])
+	assert.ErrorIs(t, x.Stored("a", TierGPU, storedEv([]uint64{0xf}, 0xa, true, tokens[4:8])), ErrUnknownParent)
+	assert.Equal(t, int64(1), x.Stats().Entries)
+}
+
+func TestStoredShared(t *testing.T) {
+	k := testKeyer{bs: 4}
+	tokens := toks(12, 5)
+	keys := k.AppendKeysFrom(nil, k.Root(), tokens, "", "")
+	x := newIndex(t)
+	require.NoError(t, x.Attach("a", "lmcache"))
+	require.NoError(t, x.Attach("b", "lmcache"))
+	// a computes block 0 on GPU; the connector saves blocks 0-2 to storage,
+	// chaining its shared event on the GPU block's hash.
+	require.NoError(t, x.Stored("a", TierGPU, storedEv([]uint64{1}, 0, false, tokens[:4])))
+	require.NoError(t, x.Stored("a", TierShared, storedEv([]uint64{2, 3}, 1, true, tokens[4:])))
+	require.NoError(t, x.Stored("a", TierShared, storedEv([]uint64{1}, 0, false, nil)))
+	got, _ := lookup(t, x, keys, "a", "b", "c")
+	assert.Equal(t, []Match{m(1, 0, 0, 2), m(0, 0, 0, 3), {}}, got)
+	// b sees storage removals reported by a.
+	require.NoError(t, x.Removed("a", TierShared, []uint64{3}))
+	got, _ = lookup(t, x, keys, "b")
+	assert.Equal(t, m(0, 0, 0, 2), got[0])
+	// Clearing a does not clear the storage; ClearStorage does.
+	require.NoError(t, x.Clear("a"))
+	got, _ = lookup(t, x, keys, "a", "b")
+	assert.Equal(t, []Match{m(0, 0, 0, 2), m(0, 0, 0, 2)}, got)
+	require.NoError(t, x.Detach("b"))
+	got, _ = lookup(t, x, keys, "b")
+	assert.Equal(t, Match{}, got[0])
+	require.NoError(t, x.DropStorage("lmcache"))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, Match{}, got[0])
+	assert.Equal(t, int64(0), x.Stats().Entries)
+	assert.ErrorIs(t, x.Add("a", TierShared, keys), ErrNoStorage)
+}
+
+func TestDropEndpoint(t *testing.T) {
+	x := newIndex(t)
+	keys := []uint64{1, 2, 3}
+	require.NoError(t, x.Attach("a", "s"))
+	require.NoError(t, x.Add("a", TierGPU, keys))
+	require.NoError(t, x.Add("b", TierGPU, keys))
+	require.NoError(t, x.Learn("a", []uint64{9}))
+	require.NoError(t, x.DropEndpoint("a"))
+	got, _ := lookup(t, x, keys, "a", "b")
+	assert.Equal(t, []Match{{}, m(3)}, got)
+	st := x.Stats()
+	assert.Equal(t, int64(3), st.Entries)
+	assert.Equal(t, int64(0), st.Learned)
+	assert.Equal(t, 1, st.Endpoints)
+	assert.Equal(t, 1, st.Storages)
+	// A new endpoint may reuse a's id: it must not inherit anything.
+	require.NoError(t, x.Add("c", TierCPU, keys[:1]))
+	got, _ = lookup(t, x, keys, "a", "b", "c")
+	assert.Equal(t, []Match{{}, m(3), m(0, 1)}, got)
+	// a comes back, unattached.
+	require.NoError(t, x.Add("a", TierGPU, keys[:2]))
+	assert.ErrorIs(t, x.Add("a", TierShared, keys), ErrNoStorage)
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(2), got[0])
+}
+
+func TestLearnedTTL(t *testing.T) {
+	var c fakeClock
+	c.ns.Store(1e18)
+	x := newIndex(t, WithClock(c.now), WithLearnedTTL(2*time.Second))
+	keys := []uint64{1, 2, 3}
+	require.NoError(t, x.Add("a", TierGPU, keys[:1]))
+	require.NoError(t, x.Learn("a", keys))
+	got, _ := lookup(t, x, keys, "a")
+	assert.Equal(t, m(1, 0, 0, 0, 2), got[0])
+	assert.Equal(t, int64(3), x.Stats().Learned)
+
+	c.advance(time.Second)
+	require.NoError(t, x.Learn("a", keys[2:])) // refresh block 2 only
+	c.advance(time.Second + 1)
+	x.Expire()
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(1), got[0]) // block 1 expired; 2 alive but after a gap
+	assert.Equal(t, int64(1), x.Stats().Learned)
+	assert.Equal(t, int64(2), x.Stats().Entries)
+
+	// Writes expire the writer's own entries without Expire.
+	c.advance(2 * time.Second)
+	require.NoError(t, x.Learn("a", nil))
+	assert.Equal(t, int64(0), x.Stats().Learned)
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(1), got[0]) // the confirmed block stays
+}
+
+func TestLearnedCapacity(t *testing.T) {
+	x := newIndex(t, WithLearnedTTL(0), WithLearnedCapacity(4))
+	require.NoError(t, x.Learn("a", []uint64{1, 2, 3, 4}))
+	require.NoError(t, x.Learn("a", []uint64{1})) // refresh 1: 2 is now the oldest
+	require.NoError(t, x.Learn("a", []uint64{5, 6}))
+	got, _ := lookup(t, x, []uint64{1}, "a")
+	assert.Equal(t, m(0, 0, 0, 0, 1), got[0])
+	got, _ = lookup(t, x, []uint64{2}, "a")
+	assert.Equal(t, Match{}, got[0])
+	got, _ = lookup(t, x, []uint64{3}, "a")
+	assert.Equal(t, Match{}, got[0])
+	assert.Equal(t, int64(4), x.Stats().Learned)
+
+	require.NoError(t, x.SetLearnedCapacity("a", 1))
+	assert.Equal(t, int64(1), x.Stats().Learned)
+	require.NoError(t, x.SetLearnedCapacity("b", 0))
+	require.NoError(t, x.Learn("b", []uint64{1}))
+	got, _ = lookup(t, x, []uint64{1}, "b")
+	assert.Equal(t, Match{}, got[0])
+}
+
+func TestCapacityEviction(t *testing.T) {
+	x := newIndex(t, WithCapacity(256))
+	// Endpoint a stores a long prefix and keeps learning its first 32 blocks
+	// (touching them); b floods the index.
+	hot := make([]uint64, 32)
+	for i := range hot {
+		hot[i] = uint64(1000 + i)
+	}
+	require.NoError(t, x.Add("a", TierGPU, hot))
+	for i := 0; i < 50; i++ {
+		require.NoError(t, x.Learn("a", hot))
+		batch := make([]uint64, 16)
+		for j := range batch {
+			batch[j] = uint64(1e6 + i*16 + j)
+		}
+		require.NoError(t, x.Add("b", TierGPU, batch))
+		require.NoError(t, x.Add("a", TierGPU, batch))
+	}
+	st := x.Stats()
+	assert.LessOrEqual(t, st.Entries, int64(256))
+	assert.Positive(t, st.Evicted)
+	got, _ := lookup(t, x, hot, "a")
+	assert.Equal(t, int32(32), got[0].Blocks[TierGPU])
+}
+
+func TestZeroAllocLookup(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race")
+	}
+	x := newIndex(t)
+	keys := make([]uint64, 512)
+	for i := range keys {
+		keys[i] = uint64(i + 1)
+	}
+	eps := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	require.NoError(t, x.Attach("h", "s"))
+	for i, ep := range eps {
+		require.NoError(t, x.Add(ep, TierGPU, keys[:64*(i+1)]))
+	}
+	require.NoError(t, x.Add("h", TierShared, keys))
+	out := make([]Match, len(eps))
+	allocs := testing.AllocsPerRun(100, func() {
+		_, _ = x.Lookup(keys, eps, out)
+	})
+	assert.Zero(t, allocs)
+	assert.Equal(t, 512, out[7].Total())
+}
