@@ -298,12 +298,16 @@ func addCheapest(g *Group, want []int, k int) int {
 
 // QueueingModel sizes a group from its request rate and a TTFT objective.
 //
-// One replica of a pool is modelled as an M/M/1 queue whose service rate μ
-// is the pool's profiled Profile.MaxRate, in front of a fixed prefill time
-// Profile.BaseTTFT. At utilisation ρ = λ/μ the waiting time W exceeds t with
-// probability ρ·e^{−μ(1−ρ)t}, so the p-quantile of TTFT is
+// One replica of a pool is modelled as an M/M/c queue: c =
+// Profile.Concurrency parallel slots (the running batch) with a total service
+// rate μ = Profile.MaxRate, the profiled throughput at saturation, in front of
+// a fixed prefill time Profile.BaseTTFT. At utilisation ρ = λ/μ a request
+// waits for a slot with the Erlang C probability C(c, cρ), and the wait
+// exceeds t with probability C·e^{−μ(1−ρ)t}, so the p-quantile of TTFT is
 //
-//	TTFT_p(ρ) = BaseTTFT + max(0, ln(ρ/(1−p))) / (μ·(1−ρ)).
+//	TTFT_p(ρ) = BaseTTFT + max(0, ln(C(c, cρ)/(1−p))) / (μ·(1−ρ)).
+//
+// With c = 1 this is M/M/1 (C = ρ).
 //
 // The analyzer finds by bisection the largest ρ* ≤ MaxUtilization with
 // TTFT_p(ρ*) ≤ TTFT, so one replica carries λ* = ρ*·μ. The demand it plans
@@ -380,14 +384,18 @@ func (q QueueingModel) Utilization(p Profile) float64 {
 	if !(mu > 0) || budget <= 0 {
 		return 0
 	}
+	c := max(p.Concurrency, 1)
 	meets := func(rho float64) bool {
-		w := math.Log(rho/(1-q.Percentile)) / (mu * (1 - rho))
-		return w <= budget
+		pw := erlangC(c, rho)
+		if pw <= 1-q.Percentile {
+			return true
+		}
+		return math.Log(pw/(1-q.Percentile))/(mu*(1-rho)) <= budget
 	}
 	if meets(q.MaxUtilization) {
 		return q.MaxUtilization
 	}
-	lo, hi := 0.0, q.MaxUtilization // meets(lo) is true: W quantile is 0 for ρ ≤ 1−p
+	lo, hi := 0.0, q.MaxUtilization // meets(0): nobody waits
 	for range 60 {
 		mid := (lo + hi) / 2
 		if meets(mid) {
@@ -444,6 +452,23 @@ func (q QueueingModel) Analyze(g *Group) Proposal {
 		fmt.Fprintf(&b, " %s %d×%.2f/s", p.Pool.Name, n[i], caps[i])
 	}
 	return Proposal{Replicas: n, Reason: b.String()}
+}
+
+// erlangC returns the probability that an arrival waits in an M/M/c queue
+// at utilisation rho, by the stable Erlang B recursion.
+func erlangC(c int, rho float64) float64 {
+	if rho <= 0 {
+		return 0
+	}
+	if rho >= 1 {
+		return 1
+	}
+	a := float64(c) * rho
+	b := 1.0
+	for k := 1; k <= c; k++ {
+		b = a * b / (float64(k) + a*b)
+	}
+	return b / (1 - rho*(1-b))
 }
 
 // cheapestMix returns counts n_i in [Min_i, Max_i] with Σ n_i·caps_i ≥

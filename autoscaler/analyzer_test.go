@@ -124,6 +124,17 @@ func TestQueueingUtilization(t *testing.T) {
 			assert.Less(t, rho, 0.95)
 		})
 	}
+	// Erlang C: M/M/1 waits with probability ρ; M/M/2 at ρ = 0.5 with 1/3.
+	assert.InDelta(t, 0.7, erlangC(1, 0.7), 1e-12)
+	assert.InDelta(t, 1.0/3, erlangC(2, 0.5), 1e-12)
+	// A batching replica (48 slots) runs much hotter than M/M/1 at the same objective.
+	batch := Profile{MaxRate: 8.65, BaseTTFT: 45 * time.Millisecond, Concurrency: 48}
+	rhoBatch := QueueingModel{TTFT: 500 * time.Millisecond}.Utilization(batch)
+	batch.Concurrency = 0
+	rhoOne := QueueingModel{TTFT: 500 * time.Millisecond}.Utilization(batch)
+	assert.Greater(t, rhoBatch, rhoOne+0.1)
+	assert.Greater(t, rhoBatch, 0.75)
+	assert.Less(t, rhoBatch, 0.95)
 	// Monotone in the objective.
 	assert.Less(t, QueueingModel{TTFT: 500 * time.Millisecond}.Utilization(tests[0].give), q.Utilization(tests[0].give))
 }

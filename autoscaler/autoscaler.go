@@ -114,6 +114,12 @@ type Profile struct {
 	// BaseTTFT is the time to first token of a request on an idle replica
 	// (its prefill time for a typical prompt).
 	BaseTTFT time.Duration
+	// Concurrency is the number of requests one replica serves at once at
+	// saturation (vLLM's effective max_num_seqs, bounded by KV capacity);
+	// the queueing model treats the replica as that many parallel servers.
+	// Zero means 1, a single-server model that queues much earlier than a
+	// batching engine does and so over-provisions.
+	Concurrency int
 }
 
 // Role is a pool's part in prefill/decode disaggregation.
@@ -341,6 +347,8 @@ func (c *Config) Validate() error {
 			return bad("pool %q: profile max rate %v is not a finite non-negative number", p.Name, p.Profile.MaxRate)
 		case p.Profile.BaseTTFT < 0:
 			return bad("pool %q: profile base TTFT %v < 0", p.Name, p.Profile.BaseTTFT)
+		case p.Profile.Concurrency < 0 || p.Profile.Concurrency > 1<<16:
+			return bad("pool %q: profile concurrency %d not in [0, 65536]", p.Name, p.Profile.Concurrency)
 		}
 		seen[p.Name] = true
 	}
