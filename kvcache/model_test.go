@@ -1,0 +1,377 @@
+package kvcache
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// refIndex is the reference model: plain maps, no concurrency, no cleverness.
+type refIndex struct {
+	keyer     testKeyer
+	locs      map[string]*refLoc // endpoints by name, storages by "storage/"+name
+	storageOf map[string]string
+	lcap      int
+	lseq      int
+}
+
+type refLoc struct {
+	tiers   map[uint64]uint8
+	engine  map[uint64]uint64 // engine hash → key
+	engOf   map[uint64]uint64 // key → engine hash
+	learned map[uint64]int    // key → learn sequence number
+}
+
+func newRef(k testKeyer, lcap int) *refIndex {
+	return &refIndex{keyer: k, locs: map[string]*refLoc{}, storageOf: map[string]string{}, lcap: lcap}
+}
+
+func (r *refIndex) loc(name string) *refLoc {
+	l := r.locs[name]
+	if l == nil {
+		l = &refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, engOf: map[uint64]uint64{}, learned: map[uint64]int{}}
+		r.locs[name] = l
+	}
+	return l
+}
+
+func (r *refIndex) target(ep string, tier Tier) (*refLoc, bool) {
+	r.loc(ep)
+	if tier != TierShared {
+		return r.loc(ep), true
+	}
+	st, ok := r.storageOf[ep]
+	if !ok {
+		return nil, false
+	}
+	return r.loc("storage/" + st), true
+}
+
+func (r *refIndex) add(l *refLoc, k uint64, bits uint8, h uint64) {
+	k = fixKey(k)
+	if h != 0 {
+		if old, ok := l.engOf[k]; ok && old != h {
+			delete(l.engine, old)
+		}
+		l.engine[h] = k
+		l.engOf[k] = h
+	}
+	l.tiers[k] |= bits
+}
+
+func (r *refIndex) clearBits(l *refLoc, k uint64, bits uint8) {
+	k = fixKey(k)
+	t, ok := l.tiers[k]
+	if !ok || t&bits == 0 {
+		return
+	}
+	t &^= bits
+	if bits&bitLearned != 0 {
+		delete(l.learned, k)
+	}
+	if t&^bitLearned == 0 {
+		if h, ok := l.engOf[k]; ok {
+			delete(l.engine, h)
+			delete(l.engOf, k)
+		}
+	}
+	if t == 0 {
+		delete(l.tiers, k)
+		return
+	}
+	l.tiers[k] = t
+}
+
+func (r *refIndex) learn(ep string, keys []uint64) {
+	l := r.loc(ep)
+	for _, k := range keys {
+		k = fixKey(k)
+		r.lseq++
+		r.add(l, k, bitLearned, 0)
+		l.learned[k] = r.lseq
+		for len(l.learned) > r.lcap {
+			oldest, best := uint64(0), int(^uint(0)>>1)
+			for kk, s := range l.learned {
+				if s < best {
+					oldest, best = kk, s
+				}
+			}
+			r.clearBits(l, oldest, bitLearned)
+		}
+	}
+}
+
+func (r *refIndex) resolve(ep string, t *refLoc, h uint64) (uint64, bool) {
+	if k, ok := t.engine[h]; ok {
+		return k, true
+	}
+	if k, ok := r.loc(ep).engine[h]; ok {
+		return k, true
+	}
+	if st, ok := r.storageOf[ep]; ok {
+		k, ok := r.loc("storage/" + st).engine[h]
+		return k, ok
+	}
+	return 0, false
+}
+
+func (r *refIndex) lookup(keys []uint64, eps []string) []Match {
+	out := make([]Match, len(eps))
+	for i, ep := range eps {
+		l, ok := r.locs[ep]
+		if !ok {
+			continue
+		}
+		var st *refLoc
+		if s, ok := r.storageOf[ep]; ok {
+			st = r.locs["storage/"+s]
+		}
+		for _, k := range keys {
+			k = fixKey(k)
+			t := l.tiers[k]
+			if st != nil && st.tiers[k] != 0 {
+				t |= 1 << TierShared
+			}
+			if t == 0 {
+				break
+			}
+			best := 0
+			for t&(1<<best) == 0 {
+				best++
+			}
+			out[i].Blocks[best]++
+		}
+	}
+	return out
+}
+
+func (r *refIndex) entries() int64 {
+	n := 0
+	for _, l := range r.locs {
+		n += len(l.tiers)
+	}
+	return int64(n)
+}
+
+func TestModelRandomized(t *testing.T) {
+	for seed := uint64(1); seed <= 12; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runModel(t, seed, 3000) })
+	}
+}
+
+func runModel(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	k := testKeyer{bs: 2}
+	const lcap = 6
+	x, err := New(k, WithLearnedTTL(0), WithLearnedCapacity(lcap))
+	require.NoError(t, err)
+	ref := newRef(k, lcap)
+
+	eps := []string{"a", "b", "c", "d", "e", "f", "g"}
+	storages := []string{"s1", "s2"}
+	// A few token streams sharing prefixes, so that stored chains overlap.
+	streams := make([][]uint32, 4)
+	for i := range streams {
+		streams[i] = make([]uint32, 24)
+		for j := range streams[i] {
+			if j < 8 {
+				streams[i][j] = uint32(j) // shared first 4 blocks
+			} else {
+				streams[i][j] = uint32(100*i + j)
+			}
+		}
+	}
+	streamKeys := make([][]uint64, len(streams))
+	for i, s := range streams {
+		streamKeys[i] = k.AppendKeysFrom(nil, k.Root(), s, "", "")
+	}
+	// Engine hash of block j of stream i, as a server would publish it.
+	eh := func(i, j int) uint64 {
+		if j < 4 {
+			return uint64(1000 + j)
+		}
+		return uint64(1000*(i+2) + j)
+	}
+	randKeys := func() []uint64 {
+		s := streamKeys[rng.IntN(len(streamKeys))]
+		a := rng.IntN(len(s))
+		b := a + 1 + rng.IntN(len(s)-a)
+		if rng.IntN(10) == 0 {
+			return []uint64{uint64(rng.IntN(3))} // includes reserved key 0
+		}
+		return s[a:b]
+	}
+	tiers := []Tier{TierGPU, TierCPU, TierDisk, TierShared}
+
+	for step := 0; step < steps; step++ {
+		ep := eps[rng.IntN(len(eps))]
+		tier := tiers[rng.IntN(len(tiers))]
+		var op string
+		switch p := rng.IntN(100); {
+		case p < 25:
+			op = "add"
+			keys := randKeys()
+			err := x.Add(ep, tier, keys)
+			if l, ok := ref.target(ep, tier); ok {
+				require.NoError(t, err)
+				for _, kk := range keys {
+					ref.add(l, kk, 1<<tier, 0)
+				}
+			} else {
+				require.ErrorIs(t, err, ErrNoStorage)
+			}
+		case p < 40:
+			op = "remove"
+			keys := randKeys()
+			err := x.Remove(ep, tier, keys)
+			if l, ok := ref.target(ep, tier); ok {
+				require.NoError(t, err)
+				for _, kk := range keys {
+					ref.clearBits(l, kk, 1<<tier)
+				}
+			} else {
+				require.ErrorIs(t, err, ErrNoStorage)
+			}
+		case p < 55:
+			op = "stored"
+			si := rng.IntN(len(streams))
+			a := rng.IntN(12)
+			n := 1 + rng.IntN(12-a)
+			hashes := make([]uint64, n)
+			for j := range hashes {
+				hashes[j] = eh(si, a+j)
+			}
+			ev := &BlockStored{EngineHashes: hashes, Tokens: streams[si][2*a : 2*(a+n)]}
+			if a > 0 {
+				ev.Parent, ev.HasParent = eh(si, a-1), true
+			}
+			locOnly := rng.IntN(4) == 0
+			if locOnly {
+				ev.Tokens = nil
+			}
+			err := x.Stored(ep, tier, ev)
+			l, ok := ref.target(ep, tier)
+			if !ok {
+				require.ErrorIs(t, err, ErrNoStorage)
+				break
+			}
+			if locOnly {
+				require.NoError(t, err)
+				for _, h := range hashes {
+					if kk, ok := ref.resolve(ep, l, h); ok {
+						ref.add(l, kk, 1<<tier, h)
+					}
+				}
+				break
+			}
+			parent := k.Root()
+			if ev.HasParent {
+				p, ok := ref.resolve(ep, l, ev.Parent)
+				if !ok {
+					require.ErrorIs(t, err, ErrUnknownParent)
+					break
+				}
+				parent = p
+			}
+			require.NoError(t, err)
+			for j, kk := range k.AppendKeysFrom(nil, parent, ev.Tokens, "", "") {
+				ref.add(l, kk, 1<<tier, hashes[j])
+			}
+		case p < 65:
+			op = "removed"
+			si := rng.IntN(len(streams))
+			hashes := []uint64{eh(si, rng.IntN(12)), eh(si, rng.IntN(12))}
+			err := x.Removed(ep, tier, hashes)
+			l, ok := ref.target(ep, tier)
+			if !ok {
+				require.ErrorIs(t, err, ErrNoStorage)
+				break
+			}
+			require.NoError(t, err)
+			for _, h := range hashes {
+				if kk, ok := l.engine[h]; ok {
+					ref.clearBits(l, kk, 1<<tier)
+				}
+			}
+		case p < 75:
+			op = "learn"
+			keys := randKeys()
+			require.NoError(t, x.Learn(ep, keys))
+			ref.learn(ep, keys)
+		case p < 79:
+			op = "attach"
+			st := storages[rng.IntN(len(storages))]
+			require.NoError(t, x.Attach(ep, st))
+			ref.storageOf[ep] = st
+			ref.loc("storage/" + st)
+			ref.loc(ep)
+		case p < 81:
+			op = "detach"
+			require.NoError(t, x.Detach(ep))
+			delete(ref.storageOf, ep)
+		case p < 84:
+			op = "clear"
+			require.NoError(t, x.Clear(ep))
+			if l, ok := ref.locs[ep]; ok {
+				*l = refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, engOf: map[uint64]uint64{}, learned: map[uint64]int{}}
+			}
+		case p < 86:
+			op = "drop"
+			require.NoError(t, x.DropEndpoint(ep))
+			delete(ref.locs, ep)
+			delete(ref.storageOf, ep)
+		case p < 87:
+			op = "dropstorage"
+			st := storages[rng.IntN(len(storages))]
+			require.NoError(t, x.DropStorage(st))
+			delete(ref.locs, "storage/"+st)
+			for e, s := range ref.storageOf {
+				if s == st {
+					delete(ref.storageOf, e)
+				}
+			}
+		case p < 88:
+			op = "clearstorage"
+			st := storages[rng.IntN(len(storages))]
+			require.NoError(t, x.ClearStorage(st))
+			if _, ok := ref.locs["storage/"+st]; ok {
+				ref.locs["storage/"+st] = nil
+				delete(ref.locs, "storage/"+st)
+				ref.loc("storage/" + st)
+			}
+		default:
+			op = "lookup"
+		}
+		// Check a lookup after every step.
+		keys := streamKeys[rng.IntN(len(streamKeys))]
+		cands := slices.Clone(eps)
+		rng.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+		cands = cands[:1+rng.IntN(len(cands))]
+		want := ref.lookup(keys, cands)
+		got := make([]Match, len(cands))
+		longest, err := x.Lookup(keys, cands, got)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "step %d after %s on %s/%v: candidates %v", step, op, ep, tier, cands)
+		wantLongest := 0
+		for _, m := range want {
+			wantLongest = max(wantLongest, m.Total())
+		}
+		require.Equal(t, wantLongest, longest, "step %d longest", step)
+		require.Equal(t, ref.entries(), x.Stats().Entries, "step %d entries after %s", step, op)
+	}
+	// Everything dropped: the index is empty again.
+	for _, ep := range eps {
+		require.NoError(t, x.DropEndpoint(ep))
+	}
+	for _, st := range storages {
+		require.NoError(t, x.DropStorage(st))
+	}
+	s := x.Stats()
+	assert.Zero(t, s.Entries)
+	assert.Zero(t, s.Learned)
+	assert.Zero(t, s.Blocks)
+}
