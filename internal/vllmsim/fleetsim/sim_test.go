@@ -1,0 +1,274 @@
+package fleetsim_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/routekit/routekit/internal/vllmsim"
+	"github.com/routekit/routekit/internal/vllmsim/fleetsim"
+)
+
+// listWorkload replays fixed requests.
+type listWorkload struct {
+	reqs []*fleetsim.Request
+	i    int
+}
+
+func (l *listWorkload) Peek() (time.Duration, bool) {
+	if l.i >= len(l.reqs) {
+		return 0, false
+	}
+	return l.reqs[l.i].Arrival, true
+}
+
+func (l *listWorkload) Pop() *fleetsim.Request {
+	r := l.reqs[l.i]
+	l.i++
+	return r
+}
+
+func tokens(n int, base uint32) []uint32 {
+	t := make([]uint32, n)
+	for i := range t {
+		t[i] = base + uint32(i)
+	}
+	return t
+}
+
+func TestColdTTFTIsPromptOverPrefillRate(t *testing.T) {
+	cfg := vllmsim.Qwen3_32B_H100x2()
+	tests := []struct {
+		name   string
+		prompt int
+	}{
+		{"one chunk", 4000},
+		{"chunked", 20000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &listWorkload{reqs: []*fleetsim.Request{{Prompt: tokens(tt.prompt, 7), OutputLen: 10}}}
+			sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 1}, w, fleetsim.RoundRobin())
+			require.NoError(t, err)
+			rep, err := sim.Run()
+			require.NoError(t, err)
+			require.Equal(t, 1, rep.Finished)
+			steps := (tt.prompt + cfg.MaxBatchedTokens - 1) / cfg.MaxBatchedTokens
+			want := float64(tt.prompt)/cfg.PrefillTokensPerSec + float64(steps)*cfg.StepOverhead.Seconds()
+			assert.InDelta(t, want, rep.TTFT.P50.Seconds(), 0.001)
+			// The bulk of it is prompt / prefill throughput.
+			assert.InDelta(t, float64(tt.prompt)/cfg.PrefillTokensPerSec, rep.TTFT.P50.Seconds(), 0.1*want)
+			assert.Zero(t, rep.Results[0].CachedTokens)
+		})
+	}
+}
+
+func TestRepeatedPromptsHitAndTTFTDrops(t *testing.T) {
+	cfg := vllmsim.Qwen3_32B_H100x2()
+	prompt := tokens(8000, 100)
+	var reqs []*fleetsim.Request
+	for i := range 50 {
+		reqs = append(reqs, &fleetsim.Request{ID: int64(i), Arrival: time.Duration(i) * 2 * time.Second, Prompt: prompt, OutputLen: 20})
+	}
+	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 1}, &listWorkload{reqs: reqs}, fleetsim.RoundRobin())
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	require.Equal(t, 50, rep.Finished)
+	assert.Greater(t, rep.PrefixHitRate, 0.97)
+	first, later := rep.Results[0], rep.Results[10]
+	assert.Zero(t, first.CachedTokens)
+	assert.Equal(t, 7984, later.CachedTokens) // all full blocks but the last token's
+	assert.Less(t, later.TTFT, first.TTFT/10)
+}
+
+func TestPastSaturationQueuesGrow(t *testing.T) {
+	cfg := vllmsim.Qwen3_32B_H100x2()
+	w := fleetsim.SharedPrefix{
+		Groups: 50, PromptsPerGroup: 5, SystemPromptLen: 2000, QuestionLen: 1000, OutputLen: 200,
+		Arrivals: fleetsim.Arrivals{Poisson: true, Stages: []fleetsim.Stage{{Rate: 1, Duration: 30 * time.Second}, {Rate: 30, Duration: 30 * time.Second}}},
+		Seed:     1,
+	}.Workload()
+	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 1, Seed: 1}, w, fleetsim.RoundRobin())
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	calm := fleetsim.Summarize(rep.Results, 0, 30*time.Second)
+	hot := fleetsim.Summarize(rep.Results, 30*time.Second, 0)
+	assert.Greater(t, hot.TTFT.P90, 10*calm.TTFT.P90)
+	var early, late int
+	for _, s := range rep.Series {
+		switch {
+		case s.At < 30*time.Second:
+			early = max(early, s.Waiting)
+		case s.At < 60*time.Second:
+			late = max(late, s.Waiting)
+		}
+	}
+	assert.LessOrEqual(t, early, 1)
+	assert.Greater(t, late, 50)
+	t.Log(rep)
+}
+
+func smallShared(n int, rate float64, seed uint64) fleetsim.Workload {
+	return fleetsim.SharedPrefix{
+		Groups: 20, PromptsPerGroup: 4, SystemPromptLen: 3000, QuestionLen: 500, OutputLen: 100,
+		Arrivals:    fleetsim.Arrivals{Poisson: true, Stages: []fleetsim.Stage{{Rate: rate}}},
+		NumRequests: n, Seed: seed,
+	}.Workload()
+}
+
+func TestKVEventsReproduceEachCache(t *testing.T) {
+	cfg := vllmsim.Qwen3_32B_H100x2()
+	cfg.NumBlocks = 1500 // force evictions
+	index := map[int]map[uint64]int{}
+	var stored, removed int
+	onKV := func(r *fleetsim.Replica, _ time.Duration, ev vllmsim.KVEvent) {
+		m := index[r.ID()]
+		if m == nil {
+			m = map[uint64]int{}
+			index[r.ID()] = m
+		}
+		switch ev.Kind {
+		case vllmsim.BlockStored:
+			stored++
+			assert.Len(t, ev.Tokens, len(ev.Keys)*ev.BlockSize)
+			for _, k := range ev.Keys {
+				m[k]++
+			}
+		case vllmsim.BlockRemoved:
+			removed++
+			for _, k := range ev.Keys {
+				m[k]--
+				if m[k] == 0 {
+					delete(m, k)
+				}
+			}
+		}
+	}
+	var replicas []*fleetsim.Replica
+	router := fleetsim.RouterFunc(func(req *fleetsim.Request, st *fleetsim.State) *fleetsim.Replica {
+		replicas = st.Replicas
+		return st.Replicas[req.Group%len(st.Replicas)]
+	})
+	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 3, OnKVEvent: onKV}, smallShared(400, 4, 3), router)
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	require.Equal(t, 400, rep.Finished)
+	assert.Positive(t, stored)
+	assert.Positive(t, removed, "the small cache must evict")
+	for _, r := range replicas {
+		m := index[r.ID()]
+		assert.Equal(t, r.NumCachedBlocks(), len(m), "replica %d", r.ID())
+		for k, c := range m {
+			assert.True(t, r.Cached(k))
+			assert.Positive(t, c)
+		}
+	}
+}
+
+func TestDeterministicGivenSeed(t *testing.T) {
+	run := func() *fleetsim.Report {
+		sim, err := fleetsim.New(fleetsim.Config{Engine: vllmsim.Qwen3_8B_H100(), Replicas: 4, Seed: 9}, smallShared(300, 20, 9), fleetsim.Random())
+		require.NoError(t, err)
+		rep, err := sim.Run()
+		require.NoError(t, err)
+		return rep
+	}
+	a, b := run(), run()
+	assert.Equal(t, a.Results, b.Results)
+	assert.Equal(t, a.ITL, b.ITL)
+}
+
+func TestAutoscaleStartupDelayAndDrain(t *testing.T) {
+	var added *fleetsim.Replica
+	var removedFirst bool
+	onTick := func(c *fleetsim.Control) {
+		switch {
+		case c.Now() == 10*time.Second:
+			r, err := c.AddReplica(fleetsim.ReplicaSpec{Labels: map[string]string{"role": "decode"}})
+			assert.NoError(t, err)
+			added = r
+		case c.Now() == 60*time.Second && !removedFirst:
+			removedFirst = true
+			c.RemoveReplica(c.Replicas()[0])
+		}
+	}
+	var sawStarting bool
+	router := fleetsim.RouterFunc(func(req *fleetsim.Request, st *fleetsim.State) *fleetsim.Replica {
+		if st.Starting > 0 {
+			sawStarting = true
+		}
+		for _, r := range st.Replicas {
+			assert.True(t, r.Ready())
+			assert.False(t, r.Draining())
+		}
+		return fleetsim.LeastLoaded().Route(req, st)
+	})
+	sim, err := fleetsim.New(fleetsim.Config{
+		Engine: vllmsim.Qwen3_8B_H100(), Replicas: 1, StartupDelay: 30 * time.Second,
+		OnTick: onTick, TickInterval: time.Second, Seed: 2,
+	}, smallShared(600, 5, 2), router)
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	require.NotNil(t, added)
+	assert.True(t, sawStarting)
+	require.Len(t, rep.Replicas, 2)
+	assert.Equal(t, 10*time.Second, rep.Replicas[1].Added)
+	assert.Equal(t, 40*time.Second, rep.Replicas[1].Ready)
+	assert.Positive(t, rep.Replicas[1].Routed)
+	assert.GreaterOrEqual(t, rep.Replicas[0].Gone, 60*time.Second)
+	for _, res := range rep.Results {
+		if res.Replica == 1 {
+			assert.GreaterOrEqual(t, res.Arrival, 40*time.Second)
+		}
+		if res.Replica == 0 {
+			assert.Less(t, res.Arrival, 60*time.Second)
+		}
+	}
+	assert.Equal(t, 600, rep.Finished)
+	// Cost: replica 0 from 0 to Gone, replica 1 from 10 s to the end.
+	want := rep.Replicas[0].Gone.Seconds() + (rep.End - 10*time.Second).Seconds()
+	assert.InDelta(t, want, rep.ReplicaSeconds, 0.01)
+}
+
+func TestMultiTurnChatReusesHistory(t *testing.T) {
+	w := fleetsim.Chat{
+		SystemPromptLen: 500, QuestionLen: 100, OutputLen: 50, Turns: 4, ThinkTime: 2 * time.Second,
+		Arrivals:         fleetsim.Arrivals{Stages: []fleetsim.Stage{{Rate: 2}}},
+		NumConversations: 10, Seed: 4,
+	}.Workload()
+	sim, err := fleetsim.New(fleetsim.Config{Engine: vllmsim.Qwen3_8B_H100(), Replicas: 1}, w, fleetsim.RoundRobin())
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	require.Equal(t, 40, rep.Finished)
+	for _, r := range rep.Results {
+		wantPrompt := 500 + 100*(r.Turn+1) + 50*r.Turn
+		assert.Equal(t, wantPrompt, r.PromptTokens)
+		if r.Turn > 0 {
+			// Everything but the new question (and the partial block) hits.
+			assert.GreaterOrEqual(t, r.CachedTokens, wantPrompt-100-16)
+		}
+	}
+}
+
+func TestRejectAndBadConfig(t *testing.T) {
+	_, err := fleetsim.New(fleetsim.Config{Engine: vllmsim.Config{Model: "x"}}, smallShared(1, 1, 1), fleetsim.Random())
+	require.ErrorIs(t, err, vllmsim.ErrBadConfig)
+	_, err = fleetsim.New(fleetsim.Config{OnTick: func(*fleetsim.Control) {}}, smallShared(1, 1, 1), fleetsim.Random())
+	require.Error(t, err)
+
+	none := fleetsim.RouterFunc(func(*fleetsim.Request, *fleetsim.State) *fleetsim.Replica { return nil })
+	sim, err := fleetsim.New(fleetsim.Config{Replicas: 1}, smallShared(10, 1, 1), none)
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	assert.Equal(t, 10, rep.Rejected)
+	_, err = sim.Run()
+	assert.Error(t, err)
+}

@@ -1,0 +1,106 @@
+package vllmsim
+
+import (
+	"encoding/binary"
+
+	"github.com/zeebo/xxh3"
+)
+
+// Hash is a block identity: the full digest (up to 32 bytes) that chains
+// into the next block, as vLLM keeps it internally. The zero Hash means "no
+// parent". Key is the 64-bit form published in KV events.
+type Hash struct {
+	b [32]byte
+	n uint8
+}
+
+// HashFromBytes returns the Hash whose digest is b (at most 32 bytes; longer
+// input is truncated to its first 32 bytes).
+func HashFromBytes(b []byte) Hash {
+	var h Hash
+	h.n = uint8(copy(h.b[:], b))
+	return h
+}
+
+// IsZero reports whether h is the zero Hash ("no parent").
+func (h Hash) IsZero() bool { return h.n == 0 }
+
+// Bytes returns the digest bytes; the slice aliases h's copy.
+func (h *Hash) Bytes() []byte { return h.b[:h.n] }
+
+// Key returns the last 8 bytes of the digest read as a big-endian unsigned
+// integer: the value vLLM publishes in KV events by default
+// (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=1). Digests shorter than 8 bytes are
+// zero-extended on the left.
+func (h Hash) Key() uint64 {
+	if h.n >= 8 {
+		return binary.BigEndian.Uint64(h.b[h.n-8 : h.n])
+	}
+	var k uint64
+	for _, c := range h.b[:h.n] {
+		k = k<<8 | uint64(c)
+	}
+	return k
+}
+
+// BlockHasher chains block identities the way vLLM's prefix cache does:
+// the identity of a full block depends on its parent's identity, its tokens
+// and, for the first block only, the request's cache salt.
+//
+// Implementations must be deterministic and safe for concurrent use.
+type BlockHasher interface {
+	// HashBlock returns the identity of a full block holding tokens whose
+	// parent block has identity parent (the zero Hash for a request's first
+	// block). salt is the request's cache_salt on the first block and ""
+	// otherwise.
+	HashBlock(parent Hash, tokens []uint32, salt string) Hash
+}
+
+// BlockHasherFunc adapts a function to BlockHasher.
+type BlockHasherFunc func(parent Hash, tokens []uint32, salt string) Hash
+
+// HashBlock calls f.
+func (f BlockHasherFunc) HashBlock(parent Hash, tokens []uint32, salt string) Hash {
+	return f(parent, tokens, salt)
+}
+
+// FastHasher is the default BlockHasher: a 64-bit XXH3 chain, seeded. It is
+// not vLLM's algorithm (use a vllmhash-backed BlockHasher for that) but it is
+// about 20× cheaper than SHA-256, which matters for fleet-scale simulation.
+// The digest is 8 bytes, so Key is the whole digest.
+type FastHasher struct {
+	// Seed perturbs every identity, like PYTHONHASHSEED does for vLLM.
+	Seed uint64
+}
+
+var _ BlockHasher = FastHasher{}
+
+// HashBlock implements BlockHasher.
+func (f FastHasher) HashBlock(parent Hash, tokens []uint32, salt string) Hash {
+	var buf [16 + 64*4]byte
+	seed := f.Seed
+	if parent.IsZero() {
+		seed ^= 0x9e3779b97f4a7c15 // "no parent" differs from a parent whose key is 0
+	}
+	binary.LittleEndian.PutUint64(buf[0:], seed)
+	binary.LittleEndian.PutUint64(buf[8:], parent.Key())
+	var k uint64
+	if len(tokens) <= 64 && salt == "" {
+		for i, t := range tokens {
+			binary.LittleEndian.PutUint32(buf[16+4*i:], t)
+		}
+		k = xxh3.Hash(buf[:16+4*len(tokens)])
+	} else {
+		b := make([]byte, 16, 16+4*len(tokens)+len(salt))
+		copy(b, buf[:16])
+		for _, t := range tokens {
+			b = binary.LittleEndian.AppendUint32(b, t)
+		}
+		b = append(b, salt...)
+		k = xxh3.Hash(b)
+	}
+	var h Hash
+	h.n = 8
+	binary.BigEndian.PutUint64(h.b[:8], k)
+	return h
+}
