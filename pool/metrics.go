@@ -1,0 +1,465 @@
+package pool
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// ErrMissingMetrics is returned (wrapped) by [ParseMetrics] when a page lacks a
+// metric the router cannot do without: running requests, waiting requests or
+// KV-cache usage. The page may be from another program, a proxy error page, or
+// an engine this package does not know. The scraper keeps the endpoint's last
+// good metrics and reports the error in its [Status].
+var ErrMissingMetrics = errors.New("pool: required metrics missing")
+
+// ParseError reports a malformed line of a Prometheus text page.
+type ParseError struct {
+	// Line is the 1-based line number.
+	Line int
+	// Msg says what is wrong.
+	Msg string
+}
+
+// Error implements error.
+func (e *ParseError) Error() string {
+	return "pool: metrics page line " + strconv.Itoa(e.Line) + ": " + e.Msg
+}
+
+// The series ParseMetrics reads. Everything else on a page is skipped by name.
+const (
+	kNone = iota
+	kVRunning
+	kVWaiting
+	kVKV
+	kVKVOld
+	kVPQ
+	kVPH
+	kVPQOld
+	kVPHOld
+	kVCacheCfg
+	kVLoRA
+	kSRunning
+	kSWaiting
+	kSKV
+	kSCacheCfg
+	kCount
+)
+
+func kindOf(name []byte) int {
+	switch string(name) { // compiled to a comparison without conversion
+	case "vllm:num_requests_running":
+		return kVRunning
+	case "vllm:num_requests_waiting":
+		return kVWaiting
+	case "vllm:kv_cache_usage_perc":
+		return kVKV
+	case "vllm:gpu_cache_usage_perc":
+		return kVKVOld
+	case "vllm:prefix_cache_queries_total":
+		return kVPQ
+	case "vllm:prefix_cache_hits_total":
+		return kVPH
+	case "vllm:gpu_prefix_cache_queries_total":
+		return kVPQOld
+	case "vllm:gpu_prefix_cache_hits_total":
+		return kVPHOld
+	case "vllm:cache_config_info":
+		return kVCacheCfg
+	case "vllm:lora_requests_info":
+		return kVLoRA
+	case "sglang:num_running_reqs":
+		return kSRunning
+	case "sglang:num_queue_reqs":
+		return kSWaiting
+	case "sglang:token_usage":
+		return kSKV
+	case "sglang:cache_config_info":
+		return kSCacheCfg
+	}
+	return kNone
+}
+
+var kindName = [kCount]string{
+	kVRunning: "vllm:num_requests_running", kVWaiting: "vllm:num_requests_waiting",
+	kVKV: "vllm:kv_cache_usage_perc", kSRunning: "sglang:num_running_reqs",
+	kSWaiting: "sglang:num_queue_reqs", kSKV: "sglang:token_usage",
+}
+
+type series struct {
+	sum, max float64
+	n        int
+}
+
+// pageParser holds the state of one ParseMetrics call.
+type pageParser struct {
+	s    [kCount]series
+	line int
+
+	// cache_config_info totals; [0] is vLLM's, [1] SGLang's.
+	cfg [2]cacheConfig
+
+	// Newest lora_requests_info series so far; slices point into the page or
+	// into unescaped copies.
+	loraTS                float64
+	loraMax               int
+	loraRunning, loraWait []byte
+}
+
+type cacheConfig struct {
+	blockSize, numBlocks, kvTokens int
+	someNoTokens                   bool // a series lacked kv_cache_size_tokens
+}
+
+// ParseMetrics extracts the routing-relevant state from a vLLM or SGLang
+// /metrics page in the Prometheus text format (version 0.0.4, as rendered by
+// prometheus_client). It recognises the engine by its metric names, sums
+// values over the `engine` label (and any other label: one server serves one
+// model), averages KV-cache usage, reads block size and GPU block count from
+// the labels of cache_config_info, and takes the LoRA state from the
+// lora_requests_info series with the newest timestamp value.
+//
+// It is a single pass that fully parses the lines it uses and skips the
+// others by metric name, so it does not reject a page for a malformed line it
+// does not read. Lines it uses that are malformed give a *[ParseError]; a
+// page that does not end in a newline (truncated) is malformed too. A page
+// without running, waiting and KV-usage series gives [ErrMissingMetrics].
+// The result's ScrapedAt is zero. ParseMetrics does not retain page.
+func ParseMetrics(page []byte) (Metrics, error) {
+	var p pageParser
+	if err := p.parse(page); err != nil {
+		return Metrics{}, err
+	}
+	return p.result()
+}
+
+func (p *pageParser) errorf(format string, args ...any) error {
+	return &ParseError{Line: p.line, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (p *pageParser) parse(b []byte) error {
+	for len(b) > 0 {
+		p.line++
+		nl := bytes.IndexByte(b, '\n')
+		if nl < 0 {
+			return p.errorf("no newline at end of page (truncated?)")
+		}
+		line := b[:nl]
+		b = b[nl+1:]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		i := 0
+		for i < len(line) && isNameByte(line[i], i == 0) {
+			i++
+		}
+		if i == 0 {
+			if line[0] == '{' { // Prometheus 3 quoted-name form: not something we read
+				continue
+			}
+			j := 0
+			for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
+				j++
+			}
+			if j == len(line) {
+				continue
+			}
+			return p.errorf("line does not start with a metric name")
+		}
+		k := kindOf(line[:i])
+		if k == kNone {
+			continue
+		}
+		if err := p.sample(k, line[:i], line[i:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sample parses `{labels} value [timestamp]` of a series of kind k.
+func (p *pageParser) sample(k int, name, rest []byte) error {
+	var cfgBlock, cfgBlocks, cfgTokens int = -1, -1, -1
+	var lMax, lRun, lWait []byte
+	var hasRun, hasWait bool
+	if r := skipBlank(rest); len(r) > 0 && r[0] == '{' {
+		rest = r[1:]
+		for {
+			rest = skipBlank(rest)
+			if len(rest) == 0 {
+				return p.errorf("%s: unterminated label set", name)
+			}
+			if rest[0] == '}' {
+				rest = rest[1:]
+				break
+			}
+			j := 0
+			for j < len(rest) && isLabelByte(rest[j], j == 0) {
+				j++
+			}
+			if j == 0 {
+				return p.errorf("%s: invalid label name", name)
+			}
+			lname := rest[:j]
+			rest = skipBlank(rest[j:])
+			if len(rest) == 0 || rest[0] != '=' {
+				return p.errorf("%s: label %s: expected '='", name, lname)
+			}
+			rest = skipBlank(rest[1:])
+			if len(rest) == 0 || rest[0] != '"' {
+				return p.errorf("%s: label %s: expected '\"'", name, lname)
+			}
+			val, n, err := labelValue(rest[1:])
+			if err != nil {
+				return p.errorf("%s: label %s: %v", name, lname, err)
+			}
+			rest = skipBlank(rest[1+n:])
+			if len(rest) > 0 && rest[0] == ',' {
+				rest = rest[1:]
+			} else if len(rest) == 0 || rest[0] != '}' {
+				return p.errorf("%s: expected ',' or '}' after label %s", name, lname)
+			}
+			switch k {
+			case kVCacheCfg, kSCacheCfg:
+				var dst *int
+				switch {
+				case k == kVCacheCfg && string(lname) == "block_size",
+					k == kSCacheCfg && string(lname) == "page_size":
+					dst = &cfgBlock
+				case k == kVCacheCfg && string(lname) == "num_gpu_blocks",
+					k == kSCacheCfg && string(lname) == "num_pages":
+					dst = &cfgBlocks
+				case k == kVCacheCfg && string(lname) == "kv_cache_size_tokens":
+					dst = &cfgTokens
+				}
+				if dst != nil && string(val) != "None" && len(val) > 0 {
+					v, err := strconv.Atoi(string(val))
+					if err != nil || v < 0 {
+						return p.errorf("%s: label %s: not a non-negative integer: %q", name, lname, val)
+					}
+					*dst = v
+				}
+			case kVLoRA:
+				switch string(lname) {
+				case "max_lora":
+					lMax = val
+				case "running_lora_adapters":
+					lRun, hasRun = val, true
+				case "waiting_lora_adapters":
+					lWait, hasWait = val, true
+				}
+			}
+		}
+	}
+	if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
+		return p.errorf("%s: expected a blank before the value", name)
+	}
+	rest = skipBlank(rest)
+	j := 0
+	for j < len(rest) && rest[j] != ' ' && rest[j] != '\t' {
+		j++
+	}
+	if j == 0 {
+		return p.errorf("%s: missing value", name)
+	}
+	v, err := strconv.ParseFloat(string(rest[:j]), 64)
+	if err != nil {
+		return p.errorf("%s: invalid value %q", name, rest[:j])
+	}
+	if ts := skipBlank(rest[j:]); len(ts) > 0 {
+		if _, err := strconv.ParseInt(string(ts), 10, 64); err != nil {
+			return p.errorf("%s: invalid timestamp %q", name, ts)
+		}
+	}
+	switch k {
+	case kVCacheCfg, kSCacheCfg:
+		c := &p.cfg[0]
+		if k == kSCacheCfg {
+			c = &p.cfg[1]
+		}
+		if cfgBlock > 0 {
+			c.blockSize = max(c.blockSize, cfgBlock)
+		}
+		if cfgBlocks > 0 {
+			c.numBlocks += cfgBlocks
+		}
+		if cfgTokens > 0 {
+			c.kvTokens += cfgTokens
+		} else {
+			c.someNoTokens = true
+		}
+	case kVLoRA:
+		if !hasRun || !hasWait {
+			return p.errorf("%s: running_lora_adapters or waiting_lora_adapters label missing", name)
+		}
+		maxLoRA := 0
+		if len(lMax) > 0 {
+			n, err := strconv.Atoi(string(lMax))
+			if err != nil || n < 0 {
+				return p.errorf("%s: max_lora %q is not a non-negative integer", name, lMax)
+			}
+			maxLoRA = n
+		}
+		if p.s[k].n > 0 && !(v > p.loraTS) {
+			break
+		}
+		p.loraTS, p.loraMax, p.loraRunning, p.loraWait = v, maxLoRA, lRun, lWait
+	default:
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return p.errorf("%s: invalid value %v", name, v)
+		}
+	}
+	s := &p.s[k]
+	s.sum += v
+	if s.n == 0 || v > s.max {
+		s.max = v
+	}
+	s.n++
+	return nil
+}
+
+func (p *pageParser) result() (Metrics, error) {
+	var m Metrics
+	run, wait, kv := kVRunning, kVWaiting, kVKV
+	switch {
+	case p.s[kVRunning].n+p.s[kVWaiting].n+p.s[kVKV].n+p.s[kVKVOld].n > 0:
+		m.Engine = EngineVLLM
+		if p.s[kVKV].n == 0 {
+			kv = kVKVOld
+		}
+	case p.s[kSRunning].n+p.s[kSWaiting].n+p.s[kSKV].n > 0:
+		m.Engine = EngineSGLang
+		run, wait, kv = kSRunning, kSWaiting, kSKV
+	default:
+		return Metrics{}, fmt.Errorf("%w: none of vllm:num_requests_running, vllm:num_requests_waiting, "+
+			"vllm:kv_cache_usage_perc or their SGLang equivalents", ErrMissingMetrics)
+	}
+	var missing []string
+	for _, k := range [...]int{run, wait, kv} {
+		if p.s[k].n == 0 {
+			name := kindName[k]
+			if k == kVKVOld {
+				name = "vllm:kv_cache_usage_perc (or vllm:gpu_cache_usage_perc)"
+			}
+			missing = append(missing, name)
+		}
+	}
+	if missing != nil {
+		return Metrics{}, fmt.Errorf("%w: %s", ErrMissingMetrics, strings.Join(missing, ", "))
+	}
+	m.Running = int(math.Round(p.s[run].sum))
+	m.Waiting = int(math.Round(p.s[wait].sum))
+	m.Engines = p.s[kv].n
+	m.KVCacheUsage = p.s[kv].sum / float64(p.s[kv].n)
+	m.KVCacheUsageMax = p.s[kv].max
+
+	cfgKind, c := kVCacheCfg, &p.cfg[0]
+	if m.Engine == EngineSGLang {
+		cfgKind, c = kSCacheCfg, &p.cfg[1]
+	}
+	if p.s[cfgKind].n > 0 {
+		m.Present |= FieldCacheConfig
+		m.BlockSize, m.NumGPUBlocks = c.blockSize, c.numBlocks
+		if !c.someNoTokens {
+			m.KVCacheTokens = c.kvTokens
+		} else {
+			m.KVCacheTokens = c.numBlocks * c.blockSize
+		}
+	}
+	if m.Engine == EngineVLLM {
+		q, h := kVPQ, kVPH
+		if p.s[q].n == 0 && p.s[h].n == 0 {
+			q, h = kVPQOld, kVPHOld
+		}
+		if p.s[q].n > 0 && p.s[h].n > 0 {
+			m.Present |= FieldPrefixCache
+			m.PrefixCacheQueries, m.PrefixCacheHits = p.s[q].sum, p.s[h].sum
+		}
+		if p.s[kVLoRA].n > 0 {
+			m.Present |= FieldLoRA
+			m.MaxLoRA = p.loraMax
+			m.RunningLoRAs = splitAdapters(p.loraRunning)
+			m.WaitingLoRAs = splitAdapters(p.loraWait)
+		}
+	}
+	return m, nil
+}
+
+// splitAdapters splits a comma-joined adapter list, dropping blanks.
+func splitAdapters(b []byte) []string {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	var out []string
+	for part := range bytes.SplitSeq(b, []byte{','}) {
+		if part = bytes.TrimSpace(part); len(part) > 0 {
+			out = append(out, string(part))
+		}
+	}
+	return out
+}
+
+// labelValue reads a quoted label value after its opening quote. It returns
+// the value (a sub-slice of b, or an unescaped copy) and the number of bytes
+// consumed, including the closing quote.
+func labelValue(b []byte) ([]byte, int, error) {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			return b[:i], i + 1, nil
+		case '\\':
+			return unescape(b)
+		}
+	}
+	return nil, 0, errors.New("unterminated label value")
+}
+
+func unescape(b []byte) ([]byte, int, error) {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch c {
+		case '"':
+			return out, i + 1, nil
+		case '\\':
+			i++
+			if i == len(b) {
+				return nil, 0, errors.New("unterminated label value")
+			}
+			switch b[i] {
+			case '\\':
+				out = append(out, '\\')
+			case '"':
+				out = append(out, '"')
+			case 'n':
+				out = append(out, '\n')
+			default:
+				return nil, 0, fmt.Errorf("invalid escape \\%c in label value", b[i])
+			}
+		default:
+			out = append(out, c)
+		}
+	}
+	return nil, 0, errors.New("unterminated label value")
+}
+
+func skipBlank(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	return b
+}
+
+func isNameByte(c byte, first bool) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' || !first && c >= '0' && c <= '9'
+}
+
+func isLabelByte(c byte, first bool) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || !first && c >= '0' && c <= '9'
+}
