@@ -1,0 +1,383 @@
+package tokenizer
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// bpe is HF's BPE model: merges applied by rank (lowest first, leftmost on ties) to the
+// characters of each pre-tokenized piece.
+type bpe struct {
+	vocab  map[string]uint32 // token string -> id, as in tokenizer.json
+	merges map[uint64]uint64 // left<<32|right -> rank<<32|merged id
+
+	// Byte-level models (a ByteLevel pre-tokenizer): the model works on raw bytes; bytesVocab
+	// maps raw bytes to ids (used for ignore_merges and the cache) and byteID each byte's id.
+	byteLevel  bool
+	bytesVocab map[string]uint32
+	byteID     [256]int32
+
+	unk          int64 // -1: none
+	fuseUnk      bool
+	byteFallback bool
+	fallbackID   [256]int32 // <0xXX> tokens, -1 when missing
+	ignoreMerges bool
+	prefix       string // continuing_subword_prefix ("" = none)
+	suffix       string // end_of_word_suffix ("" = none)
+}
+
+const noMerge = ^uint64(0)
+
+func (m *bpe) pair(a, b uint32) uint64 {
+	if v, ok := m.merges[uint64(a)<<32|uint64(b)]; ok {
+		return v
+	}
+	return noMerge
+}
+
+// encode appends the ids of one pre-tokenized piece.
+func (m *bpe) encode(st *state, dst []uint32, piece string) []uint32 {
+	if m.ignoreMerges {
+		v := m.vocab
+		if m.byteLevel {
+			v = m.bytesVocab
+		}
+		if id, ok := v[piece]; ok {
+			return append(dst, id)
+		}
+	}
+	if ids, ok := st.cache.get(piece); ok {
+		return append(dst, ids...)
+	}
+	syms := st.syms[:0]
+	if m.byteLevel {
+		for i := 0; i < len(piece); i++ {
+			id := m.byteID[piece[i]]
+			if id < 0 {
+				syms = m.symbolsSlow(st, syms[:0], byteLevelString(piece))
+				break
+			}
+			syms = append(syms, uint32(id))
+		}
+	} else {
+		syms = m.symbolsSlow(st, syms, piece)
+	}
+	syms = m.merge(st, syms)
+	st.syms = syms
+	st.cache.put(piece, syms)
+	return append(dst, syms...)
+}
+
+// symbolsSlow maps each character of w to its id, with continuing_subword_prefix,
+// end_of_word_suffix, byte_fallback and unk handling exactly as HF's BPE::merge_word.
+func (m *bpe) symbolsSlow(st *state, syms []uint32, w string) []uint32 {
+	unkPending := false
+	for i := 0; i < len(w); {
+		_, n := utf8.DecodeRuneInString(w[i:])
+		ch := w[i : i+n]
+		key := ch
+		if (m.prefix != "" && i > 0) || (m.suffix != "" && i+n == len(w)) {
+			b := st.buf[:0]
+			if i > 0 {
+				b = append(b, m.prefix...)
+			}
+			b = append(b, ch...)
+			if i+n == len(w) {
+				b = append(b, m.suffix...)
+			}
+			st.buf = b
+			key = string(b)
+		}
+		i += n
+		if id, ok := m.vocab[key]; ok {
+			if unkPending {
+				syms = append(syms, uint32(m.unk))
+				unkPending = false
+			}
+			syms = append(syms, id)
+			continue
+		}
+		if m.byteFallback {
+			ok := true
+			for k := 0; k < len(key); k++ {
+				if m.fallbackID[key[k]] < 0 {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				for k := 0; k < len(key); k++ {
+					syms = append(syms, uint32(m.fallbackID[key[k]]))
+				}
+				continue
+			}
+		}
+		if m.unk >= 0 {
+			if unkPending && !m.fuseUnk {
+				syms = append(syms, uint32(m.unk))
+			}
+			unkPending = true
+		}
+		// Without an unk token HF drops the character.
+	}
+	if unkPending {
+		syms = append(syms, uint32(m.unk))
+	}
+	return syms
+}
+
+// merge applies the merges to syms in place. Short words use a quadratic scan, long ones
+// (SentencePiece-style models BPE whole segments) a heap; both pick the lowest rank, leftmost
+// first, which is the order of HF's priority queue.
+func (m *bpe) merge(st *state, syms []uint32) []uint32 {
+	if len(syms) < 2 {
+		return syms
+	}
+	if len(syms) <= 64 {
+		return m.mergeSmall(st, syms)
+	}
+	return m.mergeHeap(st, syms)
+}
+
+func (m *bpe) mergeSmall(st *state, syms []uint32) []uint32 {
+	ranks := st.ranks[:0]
+	for i := 0; i+1 < len(syms); i++ {
+		ranks = append(ranks, m.pair(syms[i], syms[i+1]))
+	}
+	for {
+		best, bestRank := -1, noMerge
+		for i, r := range ranks {
+			if r < bestRank {
+				best, bestRank = i, r
+			}
+		}
+		if best < 0 {
+			break
+		}
+		syms[best] = uint32(bestRank)
+		syms = append(syms[:best+1], syms[best+2:]...)
+		ranks = append(ranks[:best], ranks[best+1:]...)
+		if best > 0 {
+			ranks[best-1] = m.pair(syms[best-1], syms[best])
+		}
+		if best < len(ranks) {
+			ranks[best] = m.pair(syms[best], syms[best+1])
+		}
+	}
+	st.ranks = ranks
+	return syms
+}
+
+type symbol struct {
+	id         uint32
+	prev, next int32
+	alive      bool
+}
+
+func (m *bpe) mergeHeap(st *state, syms []uint32) []uint32 {
+	sy := st.links[:0]
+	for i, id := range syms {
+		sy = append(sy, symbol{id: id, prev: int32(i - 1), next: int32(i + 1), alive: true})
+	}
+	sy[len(sy)-1].next = -1
+	h := heap(st.heap[:0])
+	for i := 0; i+1 < len(sy); i++ {
+		if r := m.pair(sy[i].id, sy[i+1].id); r != noMerge {
+			h.push(r>>32<<32 | uint64(i))
+		}
+	}
+	for len(h) > 0 {
+		top := h.pop()
+		rank, pos := top>>32, int32(uint32(top))
+		s := &sy[pos]
+		if !s.alive || s.next < 0 {
+			continue
+		}
+		nx := s.next
+		r := m.pair(s.id, sy[nx].id)
+		if r == noMerge || r>>32 != rank {
+			continue // stale entry
+		}
+		s.id = uint32(r)
+		sy[nx].alive = false
+		s.next = sy[nx].next
+		if s.next >= 0 {
+			sy[s.next].prev = pos
+		}
+		if s.prev >= 0 {
+			if r := m.pair(sy[s.prev].id, s.id); r != noMerge {
+				h.push(r>>32<<32 | uint64(s.prev))
+			}
+		}
+		if s.next >= 0 {
+			if r := m.pair(s.id, sy[s.next].id); r != noMerge {
+				h.push(r>>32<<32 | uint64(pos))
+			}
+		}
+	}
+	out := syms[:0]
+	for i := int32(0); i >= 0; i = sy[i].next {
+		out = append(out, sy[i].id)
+	}
+	st.links, st.heap = sy, h
+	return out
+}
+
+// heap is a binary min-heap of rank<<32|position.
+type heap []uint64
+
+func (h *heap) push(v uint64) {
+	*h = append(*h, v)
+	a := *h
+	i := len(a) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if a[p] <= v {
+			break
+		}
+		a[i] = a[p]
+		i = p
+	}
+	a[i] = v
+}
+
+func (h *heap) pop() uint64 {
+	a := *h
+	top := a[0]
+	last := a[len(a)-1]
+	a = a[:len(a)-1]
+	n := len(a)
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		if r := l + 1; r < n && a[r] < a[l] {
+			l = r
+		}
+		if last <= a[l] {
+			break
+		}
+		a[i] = a[l]
+		i = l
+	}
+	if n > 0 {
+		a[i] = last
+	}
+	*h = a
+	return top
+}
+
+// Byte-level alphabet: GPT-2 maps every byte to a printable rune.
+var byteToRune, runeToByte = func() (b2r [256]rune, r2b map[rune]byte) {
+	r2b = make(map[rune]byte, 256)
+	n := 0
+	for b := 0; b < 256; b++ {
+		if (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF) {
+			b2r[b] = rune(b)
+		} else {
+			b2r[b] = rune(256 + n)
+			n++
+		}
+		r2b[b2r[b]] = byte(b)
+	}
+	return b2r, r2b
+}()
+
+func byteLevelString(s string) string {
+	b := make([]byte, 0, 2*len(s))
+	for i := 0; i < len(s); i++ {
+		b = utf8.AppendRune(b, byteToRune[s[i]])
+	}
+	return string(b)
+}
+
+// fromByteLevel maps a byte-level token string to raw bytes; ok is false when it holds a rune
+// outside the byte alphabet.
+func fromByteLevel(tok string) (raw string, ok bool) {
+	b := make([]byte, 0, len(tok))
+	for _, r := range tok {
+		c, ok := runeToByte[r]
+		if !ok {
+			return "", false
+		}
+		b = append(b, c)
+	}
+	return string(b), true
+}
+
+// newBPE checks the model settings and builds the merge table.
+func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel bool) (*bpe, error) {
+	m := &bpe{
+		vocab:        vocab,
+		byteLevel:    byteLevel,
+		unk:          -1,
+		fuseUnk:      mj.FuseUnk,
+		byteFallback: mj.ByteFallback,
+		ignoreMerges: mj.IgnoreMerges,
+	}
+	if mj.ContinuingSubwordPrefix != nil {
+		m.prefix = *mj.ContinuingSubwordPrefix
+	}
+	if mj.EndOfWordSuffix != nil {
+		m.suffix = *mj.EndOfWordSuffix
+	}
+	if mj.Dropout != nil && *mj.Dropout > 0 {
+		return nil, fmt.Errorf("%w: BPE dropout %v (non-deterministic)", ErrUnsupported, *mj.Dropout)
+	}
+	if mj.UnkToken != nil {
+		id, ok := vocab[*mj.UnkToken]
+		if !ok {
+			return nil, fmt.Errorf("tokenizer: unk_token %q is not in the vocabulary", *mj.UnkToken)
+		}
+		m.unk = int64(id)
+	}
+	for b := 0; b < 256; b++ {
+		m.fallbackID[b] = -1
+		if id, ok := vocab[fmt.Sprintf("<0x%02X>", b)]; ok {
+			m.fallbackID[b] = int32(id)
+		}
+	}
+	if byteLevel {
+		m.bytesVocab = make(map[string]uint32, len(vocab))
+		for tok, id := range vocab {
+			if raw, ok := fromByteLevel(tok); ok {
+				m.bytesVocab[raw] = id
+			}
+		}
+		for b := 0; b < 256; b++ {
+			m.byteID[b] = -1
+			if id, ok := vocab[string(byteToRune[b])]; ok {
+				m.byteID[b] = int32(id)
+			}
+		}
+	}
+	m.merges = make(map[uint64]uint64, len(mergesRaw)/16)
+	prefixLen := len(m.prefix)
+	var buf []byte
+	err := parseMerges(mergesRaw, func(rank int, a, b []byte) error {
+		ida, ok := vocab[string(a)]
+		if !ok {
+			return fmt.Errorf("tokenizer: merge %d (%q, %q): %q is not in the vocabulary", rank, a, b, a)
+		}
+		idb, ok := vocab[string(b)]
+		if !ok {
+			return fmt.Errorf("tokenizer: merge %d (%q, %q): %q is not in the vocabulary", rank, a, b, b)
+		}
+		if len(b) < prefixLen {
+			return fmt.Errorf("tokenizer: merge %d (%q, %q): right side shorter than continuing_subword_prefix", rank, a, b)
+		}
+		buf = append(append(buf[:0], a...), b[prefixLen:]...)
+		idm, ok := vocab[string(buf)]
+		if !ok {
+			return fmt.Errorf("tokenizer: merge %d (%q, %q): merged token %q is not in the vocabulary", rank, a, b, buf)
+		}
+		m.merges[uint64(ida)<<32|uint64(idb)] = uint64(rank)<<32 | uint64(idm)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
