@@ -248,7 +248,11 @@ func (r *registry) clone() *registry {
 	return n
 }
 
-// location is the writer-side state of one endpoint or storage.
+// location is the writer-side state of one endpoint or storage. The block
+// table itself says which blocks the location holds and in which tiers; the
+// location keeps only what the table cannot: its keys in insertion order (the
+// reverse map for Clear and the CLOCK queue for eviction), its engine hash
+// mappings and its learned entries' deadlines.
 type location struct {
 	mu      sync.Mutex // guards every field below; serializes the location's writes
 	id      uint32
@@ -256,32 +260,24 @@ type location struct {
 	storage bool
 	dropped bool
 
-	held    map[uint64]held   // block key → what this location holds (the reverse map)
-	engine  map[uint64]uint64 // engine block hash → block key
-	fifo    []uint64          // keys in insertion order, for CLOCK eviction; may hold stale keys
+	fifo    []uint64          // keys in insertion order; may hold stale keys (filtered lazily)
 	head    int               // fifo[head:] is live
-	lq      []learnedRef      // learned keys in learning order, for TTL and capacity
+	entries int               // blocks this location holds
+	engine  map[uint64]uint64 // engine block hash → key; may hold stale mappings (filtered lazily)
+
+	learned map[uint64]int64 // learned key → deadline (or sequence number without a TTL)
+	lq      []learnedRef     // learned keys in learning order, for TTL and capacity
 	lqHead  int
 	lcap    int
-	nlearn  int      // learned entries (held with bitLearned)
-	lseq    int64    // learn counter, the deadline stand-in without a TTL
-	keybuf  []uint64 // scratch for Stored
-	entries int      // len(held), readable by the evictor under mu
-}
+	lseq    int64 // learn counter, the deadline stand-in without a TTL
 
-type held struct {
-	engine   uint64 // engine hash mapped to this key, 0 if none
-	deadline int64  // learned entry's expiry (unix ns), 0 if not learned or no TTL
-	tiers    uint8  // tier bits as published in the table
-	ref      bool   // touched since the evictor last looked
+	keybuf []uint64 // scratch for Stored
 }
 
 type learnedRef struct {
 	key      uint64
 	deadline int64
 }
-
-const bitLearned = 1 << TierLearned
 
 // loc returns the location for name, creating it when create is set.
 func (x *Index) loc(name string, storage, create bool) (*location, error) {
@@ -324,7 +320,7 @@ func (x *Index) loc(name string, storage, create bool) (*location, error) {
 	}
 	l := &location{
 		id: id, name: name, storage: storage,
-		held: map[uint64]held{}, engine: map[uint64]uint64{},
+		engine: map[uint64]uint64{}, learned: map[uint64]int64{},
 		lcap: x.cfg.learnedCap,
 	}
 	n.locs[id] = l
@@ -373,7 +369,7 @@ func (x *Index) Add(endpoint string, tier Tier, keys []uint64) error {
 		return nil
 	}
 	for _, k := range keys {
-		x.addLocked(t, fixKey(k), 1<<tier, 0)
+		x.setLocked(t, fixKey(k), 1<<tier)
 	}
 	t.mu.Unlock()
 	x.maybeEvict(t)
@@ -388,7 +384,7 @@ func (x *Index) Remove(endpoint string, tier Tier, keys []uint64) error {
 	}
 	t.mu.Lock()
 	for _, k := range keys {
-		x.clearBitsLocked(t, fixKey(k), 1<<tier)
+		x.clearLocked(t, fixKey(k), 1<<tier)
 	}
 	t.mu.Unlock()
 	return nil
@@ -458,8 +454,11 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 	}
 	t.keybuf = x.keyer.AppendKeysFrom(t.keybuf[:0], parent, ev.Tokens, ev.LoRA, ev.CacheSalt)
 	for i, k := range t.keybuf {
-		x.addLocked(t, fixKey(k), 1<<tier, ev.EngineHashes[i])
+		k = fixKey(k)
+		x.setLocked(t, k, 1<<tier)
+		t.engine[ev.EngineHashes[i]] = k
 	}
+	x.filterEngineLocked(t)
 	t.mu.Unlock()
 	x.maybeEvict(t)
 	return nil
@@ -475,10 +474,14 @@ func (x *Index) storedLocationOnly(ep, t *location, tier Tier, hashes []uint64) 
 		}
 		t.mu.Lock()
 		if !t.dropped {
-			x.addLocked(t, k, 1<<tier, h)
+			x.setLocked(t, k, 1<<tier)
+			t.engine[h] = k
 		}
 		t.mu.Unlock()
 	}
+	t.mu.Lock()
+	x.filterEngineLocked(t)
+	t.mu.Unlock()
 	x.maybeEvict(t)
 }
 
@@ -511,6 +514,7 @@ func (x *Index) resolve(ep, t *location, h uint64) (uint64, bool) {
 
 // Removed applies a BlockRemoved event from endpoint for tier: each engine
 // hash is resolved through the mappings and its block removed from that tier.
+// A mapping is forgotten once its block is in none of the location's tiers.
 // Unknown hashes are skipped and counted in Stats.UnresolvedHashes.
 func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error {
 	_, t, err := x.target(endpoint, tier)
@@ -524,7 +528,9 @@ func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error
 			x.dropped.Add(1)
 			continue
 		}
-		x.clearBitsLocked(t, k, 1<<tier)
+		if left := x.clearLocked(t, k, 1<<tier); left&(realBits&^bitLearned) == 0 {
+			delete(t.engine, h)
+		}
 	}
 	t.mu.Unlock()
 	return nil
@@ -545,24 +551,22 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 		l.mu.Unlock()
 		return nil
 	}
-	// The deadline also identifies the newest reference of a key in l.lq;
-	// without a TTL a per-location counter stands in for it.
-	var deadline int64
-	if x.cfg.learnedTTL > 0 {
-		deadline = now + int64(x.cfg.learnedTTL)
-	} else {
-		l.lseq++
-		deadline = l.lseq
-	}
 	x.expireLocked(l, now)
 	for _, k := range keys {
 		k = fixKey(k)
-		x.addLocked(l, k, bitLearned, 0)
-		e := l.held[k]
-		e.deadline = deadline
-		l.held[k] = e
+		// The deadline also identifies the newest reference of a key in l.lq;
+		// without a TTL a per-location counter stands in for it.
+		var deadline int64
+		if x.cfg.learnedTTL > 0 {
+			deadline = now + int64(x.cfg.learnedTTL)
+		} else {
+			l.lseq++
+			deadline = l.lseq
+		}
+		x.setLocked(l, k, bitLearned)
+		l.learned[k] = deadline
 		l.lq = append(l.lq, learnedRef{key: k, deadline: deadline})
-		for l.nlearn > l.lcap {
+		for len(l.learned) > l.lcap {
 			x.popLearnedLocked(l)
 		}
 	}
@@ -584,7 +588,7 @@ func (x *Index) SetLearnedCapacity(endpoint string, blocks int) error {
 	}
 	l.mu.Lock()
 	l.lcap = blocks
-	for l.nlearn > l.lcap {
+	for len(l.learned) > l.lcap {
 		x.popLearnedLocked(l)
 	}
 	l.compactLearnedLocked()
@@ -645,19 +649,13 @@ func (x *Index) expireLocked(l *location, now int64) {
 // unless it was learned again later.
 func (x *Index) popLearnedLocked(l *location) {
 	if l.lqHead >= len(l.lq) {
-		l.nlearn = 0 // cannot happen; keep the loop finite
 		return
 	}
 	ref := l.lq[l.lqHead]
 	l.lqHead++
-	e, ok := l.held[ref.key]
-	if !ok || e.tiers&bitLearned == 0 {
-		return
+	if d, ok := l.learned[ref.key]; ok && d == ref.deadline {
+		x.clearLocked(l, ref.key, bitLearned)
 	}
-	if e.deadline != ref.deadline {
-		return // a later Learn refreshed it; its newer reference is further on
-	}
-	x.clearBitsLocked(l, ref.key, bitLearned)
 }
 
 func (l *location) compactLearnedLocked() {
@@ -666,87 +664,128 @@ func (l *location) compactLearnedLocked() {
 		l.lq = l.lq[:n]
 		l.lqHead = 0
 	}
+	if l.lqHead == len(l.lq) {
+		l.lq, l.lqHead = l.lq[:0], 0
+	}
 }
 
-// addLocked sets bits for key k at location l, recording engine hash h if
-// non-zero. The caller holds l.mu.
-func (x *Index) addLocked(l *location, k uint64, bits uint8, h uint64) {
-	e, ok := l.held[k]
-	if h != 0 {
-		if e.engine != 0 && e.engine != h {
-			delete(l.engine, e.engine)
+// setLocked sets bits for block k at location l, marking it recently used if
+// l already held it. The caller holds l.mu.
+func (x *Index) setLocked(l *location, k uint64, bits uint8) {
+	sh := &x.shards[k>>shardShift]
+	sh.mu.Lock()
+	old, new := sh.update(k, l.id, bits, 0, true)
+	sh.mu.Unlock()
+	if old == 0 {
+		if len(l.fifo)-l.head > 2*l.entries+1024 {
+			x.filterFIFOLocked(l)
 		}
-		e.engine = h
-		l.engine[h] = k
-	}
-	if !ok {
 		l.fifo = append(l.fifo, k)
 		l.entries++
 		x.entries.Add(1)
-	} else {
-		e.ref = true
 	}
-	if e.tiers&bits != bits {
-		if bits&bitLearned != 0 && e.tiers&bitLearned == 0 {
-			l.nlearn++
-			x.learned.Add(1)
-		}
-		e.tiers |= bits
-		sh := &x.shards[k>>shardShift]
-		sh.mu.Lock()
-		sh.set(k, l.id, e.tiers)
-		sh.mu.Unlock()
+	if new&bitLearned != 0 && old&bitLearned == 0 {
+		x.learned.Add(1)
 	}
-	l.held[k] = e
 }
 
-// clearBitsLocked clears bits for key k at location l, forgetting the entry
-// (and its engine mapping) when nothing is left. The caller holds l.mu.
-func (x *Index) clearBitsLocked(l *location, k uint64, bits uint8) {
-	e, ok := l.held[k]
-	if !ok || e.tiers&bits == 0 {
-		return
+// filterFIFOLocked drops stale and duplicate keys from l's queue, keeping
+// order, once they outnumber l's blocks: keys removed and added again leave
+// stale copies behind. Amortized O(1) per key added. The caller holds l.mu.
+func (x *Index) filterFIFOLocked(l *location) {
+	seen := make(map[uint64]struct{}, l.entries)
+	live := l.fifo[:0]
+	for _, k := range l.fifo[l.head:] {
+		if _, dup := seen[k]; dup || x.tiersOf(l, k) == 0 {
+			continue
+		}
+		seen[k] = struct{}{}
+		live = append(live, k)
 	}
-	if bits&bitLearned != 0 && e.tiers&bitLearned != 0 {
-		l.nlearn--
-		x.learned.Add(-1)
-		e.deadline = 0
-	}
-	e.tiers &^= bits
+	clear(l.fifo[len(live):])
+	l.fifo, l.head = live, 0
+}
+
+// clearLocked clears bits for block k at location l and returns the bits
+// left; l forgets the block when none is. The caller holds l.mu.
+func (x *Index) clearLocked(l *location, k uint64, bits uint8) uint8 {
 	sh := &x.shards[k>>shardShift]
 	sh.mu.Lock()
-	sh.set(k, l.id, e.tiers)
+	old, new := sh.update(k, l.id, 0, bits, false)
 	sh.mu.Unlock()
-	if e.tiers&^bitLearned == 0 && e.engine != 0 {
-		delete(l.engine, e.engine)
-		e.engine = 0
-	}
-	if e.tiers == 0 {
-		delete(l.held, k)
-		l.entries--
-		x.entries.Add(-1)
-		return
-	}
-	l.held[k] = e
+	x.forgetLocked(l, k, old, new)
+	return new
 }
 
-// clearLocked forgets everything l holds. The caller holds l.mu.
-func (x *Index) clearLocked(l *location) {
-	for k, e := range l.held {
-		sh := &x.shards[k>>shardShift]
-		sh.mu.Lock()
-		sh.set(k, l.id, 0)
-		sh.mu.Unlock()
-		if e.tiers&bitLearned != 0 {
-			x.learned.Add(-1)
+// forgetLocked does the bookkeeping of a change of l's bits for k from old to new.
+func (x *Index) forgetLocked(l *location, k uint64, old, new uint8) {
+	if old&bitLearned != 0 && new&bitLearned == 0 {
+		x.learned.Add(-1)
+		delete(l.learned, k)
+	}
+	if old != 0 && new == 0 {
+		l.entries--
+		x.entries.Add(-1)
+	}
+}
+
+// filterEngineLocked drops stale engine mappings (blocks l no longer holds,
+// for example evicted for capacity) once they outnumber l's blocks, so the
+// mappings stay bounded by the location's share of the capacity. Amortized
+// O(1) per mapping added. The caller holds l.mu.
+func (x *Index) filterEngineLocked(l *location) {
+	if len(l.engine) <= 2*l.entries+1024 {
+		return
+	}
+	for h, k := range l.engine {
+		if x.tiersOf(l, k) == 0 {
+			delete(l.engine, h)
 		}
 	}
-	x.entries.Add(-int64(len(l.held)))
-	l.held = map[uint64]held{}
+}
+
+// tiersOf reports l's bits for block k. The caller holds l.mu.
+func (x *Index) tiersOf(l *location, k uint64) uint8 {
+	sh := &x.shards[k>>shardShift]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	t := sh.tab.Load()
+	i := t.find(k)
+	if i < 0 {
+		return 0
+	}
+	hw := t.s[2*i+1]
+	if hw&overflowBit == 0 {
+		for _, h := range [2]uint32{uint32(hw), uint32(hw >> 32)} {
+			if h != 0 && holderLoc(h) == l.id {
+				return holderTiers(h)
+			}
+		}
+		return 0
+	}
+	ar := sh.ar.Load().a
+	r := uint32(hw)
+	for _, h := range ar[r+1 : r+1+ar[r]&hdrLenMask] {
+		if holderLoc(h) == l.id {
+			return holderTiers(h)
+		}
+	}
+	return 0
+}
+
+// clearAllLocked forgets everything l holds. The caller holds l.mu.
+func (x *Index) clearAllLocked(l *location) {
+	for _, k := range l.fifo[l.head:] {
+		sh := &x.shards[k>>shardShift]
+		sh.mu.Lock()
+		old, new := sh.update(k, l.id, 0, 0xff, false)
+		sh.mu.Unlock()
+		x.forgetLocked(l, k, old, new)
+	}
 	l.engine = map[uint64]uint64{}
+	l.learned = map[uint64]int64{}
 	l.fifo, l.head = nil, 0
 	l.lq, l.lqHead = nil, 0
-	l.nlearn, l.entries = 0, 0
 }
 
 // Clear forgets every block endpoint holds in its own tiers and its engine
@@ -758,7 +797,7 @@ func (x *Index) Clear(endpoint string) error {
 		return err
 	}
 	l.mu.Lock()
-	x.clearLocked(l)
+	x.clearAllLocked(l)
 	l.mu.Unlock()
 	return nil
 }
@@ -770,7 +809,7 @@ func (x *Index) ClearStorage(storage string) error {
 		return err
 	}
 	l.mu.Lock()
-	x.clearLocked(l)
+	x.clearAllLocked(l)
 	l.mu.Unlock()
 	return nil
 }
@@ -812,7 +851,7 @@ func (x *Index) drop(name string, storage bool) error {
 
 	l.mu.Lock()
 	l.dropped = true
-	x.clearLocked(l)
+	x.clearAllLocked(l)
 	l.mu.Unlock()
 
 	x.mu.Lock()
@@ -900,41 +939,37 @@ func (x *Index) maybeEvict(w *location) {
 }
 
 // evictLocked evicts up to n entries of l in CLOCK order: the oldest first,
-// giving entries touched since the last pass a second chance.
+// giving entries touched since the last pass (bitRef) a second chance. It
+// also drops stale keys from the queue.
 func (x *Index) evictLocked(l *location, n int) {
 	budget := 2*(len(l.fifo)-l.head) + 1
 	for n > 0 && budget > 0 && l.head < len(l.fifo) {
 		budget--
 		k := l.fifo[l.head]
 		l.head++
-		e, ok := l.held[k]
-		if !ok {
-			continue
-		}
-		if e.ref {
-			e.ref = false
-			l.held[k] = e
-			l.fifo = append(l.fifo, k)
-			continue
-		}
-		if e.tiers&bitLearned != 0 {
-			l.nlearn--
-			x.learned.Add(-1)
-		}
-		e.tiers = 0
 		sh := &x.shards[k>>shardShift]
 		sh.mu.Lock()
-		sh.set(k, l.id, 0)
-		sh.mu.Unlock()
-		if e.engine != 0 {
-			delete(l.engine, e.engine)
+		old, new := sh.update(k, l.id, 0, bitRef, false)
+		if old != 0 && old&bitRef == 0 {
+			old, new = sh.update(k, l.id, 0, 0xff, false)
 		}
-		delete(l.held, k)
-		l.entries--
-		x.entries.Add(-1)
+		sh.mu.Unlock()
+		if old == 0 {
+			continue // stale: no longer held
+		}
+		if new != 0 {
+			l.fifo = append(l.fifo, k) // second chance
+			continue
+		}
+		x.forgetLocked(l, k, old, new)
 		x.evicted.Add(1)
 		n--
 	}
+	l.compactFIFOLocked()
+}
+
+// compactFIFOLocked reclaims the consumed front of the queue.
+func (l *location) compactFIFOLocked() {
 	if l.head > 1024 && l.head*2 > len(l.fifo) {
 		m := copy(l.fifo, l.fifo[l.head:])
 		l.fifo = l.fifo[:m]

@@ -22,7 +22,6 @@ type refIndex struct {
 type refLoc struct {
 	tiers   map[uint64]uint8
 	engine  map[uint64]uint64 // engine hash → key
-	engOf   map[uint64]uint64 // key → engine hash
 	learned map[uint64]int    // key → learn sequence number
 }
 
@@ -33,7 +32,7 @@ func newRef(k testKeyer, lcap int) *refIndex {
 func (r *refIndex) loc(name string) *refLoc {
 	l := r.locs[name]
 	if l == nil {
-		l = &refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, engOf: map[uint64]uint64{}, learned: map[uint64]int{}}
+		l = &refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, learned: map[uint64]int{}}
 		r.locs[name] = l
 	}
 	return l
@@ -54,11 +53,7 @@ func (r *refIndex) target(ep string, tier Tier) (*refLoc, bool) {
 func (r *refIndex) add(l *refLoc, k uint64, bits uint8, h uint64) {
 	k = fixKey(k)
 	if h != 0 {
-		if old, ok := l.engOf[k]; ok && old != h {
-			delete(l.engine, old)
-		}
 		l.engine[h] = k
-		l.engOf[k] = h
 	}
 	l.tiers[k] |= bits
 }
@@ -72,12 +67,6 @@ func (r *refIndex) clearBits(l *refLoc, k uint64, bits uint8) {
 	t &^= bits
 	if bits&bitLearned != 0 {
 		delete(l.learned, k)
-	}
-	if t&^bitLearned == 0 {
-		if h, ok := l.engOf[k]; ok {
-			delete(l.engine, h)
-			delete(l.engOf, k)
-		}
 	}
 	if t == 0 {
 		delete(l.tiers, k)
@@ -295,6 +284,9 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			for _, h := range hashes {
 				if kk, ok := l.engine[h]; ok {
 					ref.clearBits(l, kk, 1<<tier)
+					if l.tiers[kk]&^bitLearned == 0 {
+						delete(l.engine, h)
+					}
 				}
 			}
 		case p < 75:
@@ -317,7 +309,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			op = "clear"
 			require.NoError(t, x.Clear(ep))
 			if l, ok := ref.locs[ep]; ok {
-				*l = refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, engOf: map[uint64]uint64{}, learned: map[uint64]int{}}
+				*l = refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, learned: map[uint64]int{}}
 			}
 		case p < 86:
 			op = "drop"

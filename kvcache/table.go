@@ -99,15 +99,26 @@ func (t *table) find(k uint64) int {
 	}
 }
 
-// set makes loc's tiers for block k equal to tiers (0 removes loc), and returns
-// the previous tiers. The caller holds s.mu.
-func (s *shard) set(k uint64, loc uint32, tiers uint8) uint8 {
+// Tier bits beyond the Tier values: bitRef marks an entry touched since the
+// evictor last looked (a CLOCK reference bit). It is never set alone.
+const (
+	bitLearned = 1 << TierLearned
+	bitRef     = 1 << 5
+	realBits   = 1<<NumTiers - 1
+)
+
+// update sets and clears tier bits of loc for block k and returns the old and
+// new bits; touch also sets bitRef if loc already held k. Bits without a tier
+// left are dropped, removing loc (and the block, if no holder is left). The
+// caller holds s.mu.
+func (s *shard) update(k uint64, loc uint32, set, clr uint8, touch bool) (old, new uint8) {
 	t := s.tab.Load()
 	i := t.find(k)
 	if i < 0 {
-		if tiers == 0 {
-			return 0
+		if set&realBits == 0 {
+			return 0, 0
 		}
+		new = set &^ clr
 		if (s.used+s.tombs+1)*4 > len(t.s)/2*3 {
 			t = s.rehash()
 		}
@@ -122,53 +133,70 @@ func (s *shard) set(k uint64, loc uint32, tiers uint8) uint8 {
 			}
 			j = (j + 1) & t.mask
 		}
-		atomic.StoreUint64(&t.s[2*j+1], inline(holder(loc, tiers), 0))
+		atomic.StoreUint64(&t.s[2*j+1], inline(holder(loc, new), 0))
 		atomic.StoreUint64(&t.s[2*j], k)
 		s.used++
 		s.blocks.Add(1)
-		return 0
+		return 0, new
+	}
+	next := func(old uint8) uint8 {
+		n := (old | set) &^ clr
+		if touch && old != 0 {
+			n |= bitRef
+		}
+		if n&realBits == 0 {
+			return 0
+		}
+		return n
 	}
 	hw := t.s[2*i+1]
 	if hw&overflowBit == 0 {
 		a, b := uint32(hw), uint32(hw>>32)
 		switch {
 		case a != 0 && holderLoc(a) == loc:
-			old := holderTiers(a)
-			if tiers == 0 {
-				a = 0
-			} else {
-				a = holder(loc, tiers)
+			old = holderTiers(a)
+			new = next(old)
+			if new == old {
+				return old, new
+			}
+			a = 0
+			if new != 0 {
+				a = holder(loc, new)
 			}
 			s.storeInline(t, i, a, b)
-			return old
+			return old, new
 		case b != 0 && holderLoc(b) == loc:
-			old := holderTiers(b)
-			if tiers == 0 {
-				b = 0
-			} else {
-				b = holder(loc, tiers)
+			old = holderTiers(b)
+			new = next(old)
+			if new == old {
+				return old, new
+			}
+			b = 0
+			if new != 0 {
+				b = holder(loc, new)
 			}
 			s.storeInline(t, i, a, b)
-			return old
+			return old, new
 		}
-		if tiers == 0 {
-			return 0
+		new = next(0)
+		if new == 0 {
+			return 0, 0
 		}
 		switch {
 		case a == 0:
-			atomic.StoreUint64(&t.s[2*i+1], inline(holder(loc, tiers), b))
+			atomic.StoreUint64(&t.s[2*i+1], inline(holder(loc, new), b))
 		case b == 0:
-			atomic.StoreUint64(&t.s[2*i+1], inline(a, holder(loc, tiers)))
+			atomic.StoreUint64(&t.s[2*i+1], inline(a, holder(loc, new)))
 		default:
 			r := s.alloc(0)
 			ar := s.ar.Load().a
 			atomic.StoreUint32(&ar[r+1], a)
 			atomic.StoreUint32(&ar[r+2], b)
-			atomic.StoreUint32(&ar[r+3], holder(loc, tiers))
+			atomic.StoreUint32(&ar[r+3], holder(loc, new))
 			atomic.StoreUint32(&ar[r], 3)
 			atomic.StoreUint64(&t.s[2*i+1], overflowBit|uint64(r))
 		}
-		return 0
+		return 0, new
 	}
 	// Overflow record.
 	r := uint32(hw)
@@ -180,10 +208,14 @@ func (s *shard) set(k uint64, loc uint32, tiers uint8) uint8 {
 		if holderLoc(h) != loc {
 			continue
 		}
-		old := holderTiers(h)
-		if tiers != 0 {
-			atomic.StoreUint32(&ar[r+1+uint32(j)], holder(loc, tiers))
-			return old
+		old = holderTiers(h)
+		new = next(old)
+		if new == old {
+			return old, new
+		}
+		if new != 0 {
+			atomic.StoreUint32(&ar[r+1+uint32(j)], holder(loc, new))
+			return old, new
 		}
 		if n-1 <= 2 {
 			// Back to inline: the two remaining holders.
@@ -197,32 +229,33 @@ func (s *shard) set(k uint64, loc uint32, tiers uint8) uint8 {
 			}
 			atomic.StoreUint64(&t.s[2*i+1], inline(rest[0], rest[1]))
 			s.release(r, class)
-			return old
+			return old, 0
 		}
 		// Move the last holder into the gap, then shrink: a concurrent reader
 		// sees every remaining holder at least once.
 		atomic.StoreUint32(&ar[r+1+uint32(j)], hs[n-1])
 		atomic.StoreUint32(&ar[r], (n-1)|class<<24)
-		return old
+		return old, 0
 	}
-	if tiers == 0 {
-		return 0
+	new = next(0)
+	if new == 0 {
+		return 0, 0
 	}
 	if int(n) < classCap(class) {
-		atomic.StoreUint32(&ar[r+1+n], holder(loc, tiers))
+		atomic.StoreUint32(&ar[r+1+n], holder(loc, new))
 		atomic.StoreUint32(&ar[r], (n+1)|class<<24)
-		return 0
+		return 0, new
 	}
 	nr := s.alloc(class + 1)
 	nar := s.ar.Load().a             // alloc may have grown the arena
 	for j := uint32(0); j < n; j++ { // atomic: the record may be a reused one a reader still reads
 		atomic.StoreUint32(&nar[nr+1+j], nar[r+1+j])
 	}
-	atomic.StoreUint32(&nar[nr+1+n], holder(loc, tiers))
+	atomic.StoreUint32(&nar[nr+1+n], holder(loc, new))
 	atomic.StoreUint32(&nar[nr], (n+1)|(class+1)<<24)
 	atomic.StoreUint64(&t.s[2*i+1], overflowBit|uint64(nr))
 	s.release(r, class)
-	return 0
+	return 0, new
 }
 
 // storeInline writes an inline holder word, deleting the slot when it is empty.
