@@ -206,19 +206,12 @@ func (l *live) storeFailure(err error, at time.Time, stale bool) {
 	})
 }
 
-// markStale sets Stale on the current status, keeping everything else.
-func (l *live) markStale() {
-	for {
-		prev := l.status.Load()
-		if prev.Stale {
-			return
-		}
-		next := *prev
-		next.Stale = true
-		if l.status.CompareAndSwap(prev, &next) {
-			return
-		}
-	}
+// markStale sets Stale on status seen, unless it was replaced meanwhile (by a
+// newer scrape, which decides staleness itself).
+func (l *live) markStale(seen *Status) {
+	next := *seen
+	next.Stale = true
+	l.status.CompareAndSwap(seen, &next)
 }
 
 // Flight tracks one request dispatched to an endpoint, from [Endpoint.Dispatch]

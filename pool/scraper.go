@@ -1,0 +1,293 @@
+package pool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Scraper keeps the [Metrics] and [Status] of every endpoint of a [Pool] fresh
+// by fetching their /metrics pages. Each endpoint is scraped on its own
+// goroutine with its own timeout, so a slow or dead endpoint never delays the
+// others; an endpoint whose previous scrape has not finished is skipped until
+// it has. A failed scrape keeps the endpoint's last good metrics and records
+// the error in its Status; an endpoint with no good scrape for longer than the
+// staleness age is marked Stale.
+//
+// A Scraper is safe for concurrent use. It starts no goroutine until [Scraper.Run]
+// or [Scraper.Scrape] is called.
+type Scraper struct {
+	pool   *Pool
+	cfg    config
+	header http.Header // shared, read-only
+
+	running atomic.Bool
+
+	mu      sync.Mutex // guards targets, version
+	targets map[*live]*target
+	version uint64
+}
+
+// target is the scraper's private state for one endpoint membership.
+type target struct {
+	busy atomic.Bool
+	// Written by the tick goroutine while not busy, read by the scrape goroutine.
+	ep  *Endpoint
+	url string
+	buf bytes.Buffer // reused page buffer, only touched while busy
+}
+
+// Option configures a [Scraper].
+type Option interface{ apply(*config) }
+
+type config struct {
+	interval   time.Duration
+	timeout    time.Duration
+	staleAfter time.Duration
+	maxPage    int64
+	clock      func() time.Time
+	client     *http.Client
+	url        func(*Endpoint) string
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithInterval sets how often every endpoint is scraped. The default is 50 ms.
+func WithInterval(d time.Duration) Option { return optionFunc(func(c *config) { c.interval = d }) }
+
+// WithTimeout sets the time limit of one scrape, from connecting to reading the
+// whole page. The default is 1 s.
+func WithTimeout(d time.Duration) Option { return optionFunc(func(c *config) { c.timeout = d }) }
+
+// WithStaleAfter sets the age of the last good scrape after which an endpoint
+// is marked Stale. The default is 2 s.
+func WithStaleAfter(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.staleAfter = d })
+}
+
+// WithMaxPageSize bounds the bytes read from one /metrics page; a larger page
+// fails the scrape with [ErrPageTooLarge]. The default is 4 MiB.
+func WithMaxPageSize(n int64) Option { return optionFunc(func(c *config) { c.maxPage = n }) }
+
+// WithClock sets the clock used for ScrapedAt, Status times and staleness.
+// The default is time.Now.
+func WithClock(now func() time.Time) Option { return optionFunc(func(c *config) { c.clock = now }) }
+
+// WithHTTPClient sets the client used for scrapes (for TLS or custom
+// dialing). Its Timeout, if any, applies on top of WithTimeout. The default
+// client keeps connections alive, does not use proxies from the environment
+// and asks for uncompressed pages (decompressing costs more CPU than the
+// bytes it saves on a cluster network).
+func WithHTTPClient(c *http.Client) Option { return optionFunc(func(cfg *config) { cfg.client = c }) }
+
+// WithURL sets how an endpoint's metrics URL is built. The default is
+// "http://" + ep.ScrapeAddress() + "/metrics".
+func WithURL(f func(ep *Endpoint) string) Option { return optionFunc(func(c *config) { c.url = f }) }
+
+// ErrPageTooLarge is the Status.Err (wrapped) of a scrape whose page exceeded
+// the maximum page size.
+var ErrPageTooLarge = errors.New("pool: metrics page too large")
+
+// ErrAlreadyRunning is returned by [Scraper.Run] when the scraper is already
+// running.
+var ErrAlreadyRunning = errors.New("pool: scraper already running")
+
+// NewScraper returns a scraper of p's endpoints.
+func NewScraper(p *Pool, opts ...Option) (*Scraper, error) {
+	if p == nil {
+		return nil, errors.New("pool: NewScraper: nil pool")
+	}
+	cfg := config{
+		interval:   50 * time.Millisecond,
+		timeout:    time.Second,
+		staleAfter: 2 * time.Second,
+		maxPage:    4 << 20,
+		clock:      time.Now,
+		url:        func(ep *Endpoint) string { return "http://" + ep.ScrapeAddress() + "/metrics" },
+	}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	switch {
+	case cfg.interval <= 0:
+		return nil, fmt.Errorf("pool: NewScraper: interval %v is not positive", cfg.interval)
+	case cfg.timeout <= 0:
+		return nil, fmt.Errorf("pool: NewScraper: timeout %v is not positive", cfg.timeout)
+	case cfg.staleAfter <= 0:
+		return nil, fmt.Errorf("pool: NewScraper: staleness age %v is not positive", cfg.staleAfter)
+	case cfg.maxPage <= 0:
+		return nil, fmt.Errorf("pool: NewScraper: max page size %d is not positive", cfg.maxPage)
+	case cfg.clock == nil || cfg.url == nil:
+		return nil, errors.New("pool: NewScraper: nil clock or URL function")
+	}
+	if cfg.client == nil {
+		cfg.client = &http.Client{Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost:   2,
+			IdleConnTimeout:       90 * time.Second,
+			DisableCompression:    true,
+			ResponseHeaderTimeout: cfg.timeout,
+		}}
+	}
+	h := http.Header{}
+	h.Set("Accept", "text/plain;version=0.0.4")
+	h.Set("Accept-Encoding", "identity")
+	h.Set("User-Agent", "routekit-pool")
+	return &Scraper{pool: p, cfg: cfg, header: h, targets: map[*live]*target{}}, nil
+}
+
+// Run scrapes every endpoint of the pool at the configured interval until ctx
+// is done, then waits for scrapes under way to stop and returns ctx's error.
+// It returns [ErrAlreadyRunning] if the scraper is already running.
+func (s *Scraper) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer s.running.Store(false)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(s.cfg.interval)
+	defer t.Stop()
+	for {
+		s.tick(ctx, &wg)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Scrape scrapes every endpoint of the current snapshot once, concurrently,
+// and returns when all have finished. Endpoints whose scrape (by Run) is
+// already under way are not scraped again. Outcomes are in each endpoint's
+// Status. It is for tests, examples and programs that drive scrapes
+// themselves.
+func (s *Scraper) Scrape(ctx context.Context) {
+	var wg sync.WaitGroup
+	s.tick(ctx, &wg)
+	wg.Wait()
+}
+
+// tick marks stale endpoints and starts a scrape of each endpoint that has
+// none under way.
+func (s *Scraper) tick(ctx context.Context, wg *sync.WaitGroup) {
+	if ctx.Err() != nil {
+		return
+	}
+	snap := s.pool.Snapshot()
+	now := s.cfg.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if snap.version != s.version || len(s.targets) != len(snap.eps) {
+		s.reconcile(snap)
+	}
+	for _, ep := range snap.eps {
+		l := ep.live
+		if st := l.status.Load(); !st.Stale && now.Sub(st.LastSuccess) > s.cfg.staleAfter {
+			l.markStale(st)
+		}
+		tg := s.targets[l]
+		if !tg.busy.CompareAndSwap(false, true) {
+			continue
+		}
+		if tg.ep != ep { // first scrape, or the endpoint's description changed
+			tg.ep, tg.url = ep, s.cfg.url(ep)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.scrape(ctx, tg, l)
+			tg.busy.Store(false)
+		}()
+	}
+}
+
+// reconcile makes targets match snap; s.mu must be held.
+func (s *Scraper) reconcile(snap *Snapshot) {
+	seen := make(map[*live]bool, len(snap.eps))
+	for _, ep := range snap.eps {
+		seen[ep.live] = true
+		if s.targets[ep.live] == nil {
+			s.targets[ep.live] = &target{}
+		}
+	}
+	for l := range s.targets {
+		if !seen[l] {
+			delete(s.targets, l)
+		}
+	}
+	s.version = snap.version
+}
+
+// scrape fetches and parses one page and records the outcome in l.
+func (s *Scraper) scrape(parent context.Context, tg *target, l *live) {
+	ctx, cancel := context.WithTimeout(parent, s.cfg.timeout)
+	defer cancel()
+	m, err := s.fetch(ctx, tg)
+	if parent.Err() != nil {
+		return // shutting down: not the endpoint's fault
+	}
+	now := s.cfg.clock()
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("pool: scrape %q: timed out after %v: %w", tg.ep.ID, s.cfg.timeout, err)
+		} else {
+			err = fmt.Errorf("pool: scrape %q: %w", tg.ep.ID, err)
+		}
+		st := l.status.Load()
+		l.storeFailure(err, now, now.Sub(st.LastSuccess) > s.cfg.staleAfter)
+		return
+	}
+	m.ScrapedAt = now
+	l.storeGood(m, now)
+}
+
+func (s *Scraper) fetch(ctx context.Context, tg *target) (*Metrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header = s.header
+	resp, err := s.cfg.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// Read a little so a short error page does not cost the connection.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		return nil, fmt.Errorf("GET %s: HTTP %s", tg.url, resp.Status)
+	}
+	if resp.ContentLength > s.cfg.maxPage {
+		return nil, fmt.Errorf("GET %s: %w: Content-Length %d > %d bytes", tg.url, ErrPageTooLarge, resp.ContentLength, s.cfg.maxPage)
+	}
+	tg.buf.Reset()
+	if resp.ContentLength > 0 {
+		tg.buf.Grow(int(resp.ContentLength))
+	}
+	n, err := tg.buf.ReadFrom(io.LimitReader(resp.Body, s.cfg.maxPage+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: reading page: %w", tg.url, err)
+	}
+	if n > s.cfg.maxPage {
+		return nil, fmt.Errorf("GET %s: %w: more than %d bytes", tg.url, ErrPageTooLarge, s.cfg.maxPage)
+	}
+	m, err := ParseMetrics(tg.buf.Bytes())
+	if tg.buf.Cap() > 1<<20 { // do not hold on to a huge buffer per endpoint
+		tg.buf = bytes.Buffer{}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", tg.url, err)
+	}
+	return &m, nil
+}
