@@ -1,0 +1,404 @@
+package kvevents_test
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/routekit/routekit/internal/kvpublish"
+	"github.com/routekit/routekit/kvcache"
+	"github.com/routekit/routekit/kvcache/kvevents"
+	"github.com/routekit/routekit/pool"
+	"github.com/routekit/routekit/prefix"
+)
+
+func newSubscriber(t testing.TB, idx kvevents.Index, opts ...kvevents.Option) *kvevents.Subscriber {
+	t.Helper()
+	s, err := kvevents.NewSubscriber(idx, opts...)
+	require.NoError(t, err)
+	return s
+}
+
+// TestEndToEndKVCache: our publisher → ZeroMQ → subscriber → the real
+// kvcache index, which then answers lookups; then offload, removal and
+// clear events.
+func TestEndToEndKVCache(t *testing.T) {
+	hasher, err := prefix.NewHasher("m", prefix.WithBlockSize(16))
+	require.NoError(t, err)
+	idx, err := kvcache.New(hasher)
+	require.NoError(t, err)
+	p := newPublisher(t, kvpublish.Config{ReplayEndpoint: "tcp://127.0.0.1:0"})
+	runPublisher(t, p)
+	sub := newSubscriber(t, kvevents.NewKVCacheIndex(idx))
+	require.NoError(t, sub.Add(kvevents.Source{ID: "pod-a", Endpoint: p.Endpoint(), ReplayEndpoint: p.ReplayEndpoint()}))
+	runSubscriber(t, sub)
+
+	tokens := make([]uint32, 64)
+	for i := range tokens {
+		tokens[i] = uint32(1000 + i)
+	}
+	keys := hasher.AppendKeys(nil, tokens, prefix.Extra{})
+	lookup := func() kvcache.Match {
+		m := make([]kvcache.Match, 1)
+		_, err := idx.Lookup(keys, []string{"pod-a"}, m)
+		require.NoError(t, err)
+		return m[0]
+	}
+	publish := func(events ...kvevents.Event) {
+		_, err := p.Publish(&kvevents.Batch{TS: 1, Events: events}, kvevents.MapCurrent)
+		require.NoError(t, err)
+	}
+	hashes := []kvevents.Hash{kvevents.HashUint64(1 << 63), kvevents.HashUint64(2), kvevents.HashUint64(3), kvevents.HashUint64(4)}
+	// Two events chained through the parent hash, then a CPU offload of
+	// block 0 without tokens. The first publishes may precede the
+	// subscription; the replay on the first message received recovers them.
+	publish(kvevents.Event{Type: kvevents.BlockStored, BlockHashes: hashes[:2], TokenIDs: tokens[:32], BlockSize: 16, Medium: kvevents.Some("GPU")})
+	publish(kvevents.Event{Type: kvevents.BlockStored, BlockHashes: hashes[2:], ParentBlockHash: kvevents.Some(hashes[1]),
+		TokenIDs: tokens[32:], BlockSize: 16, Medium: kvevents.Some("GPU"), KVCacheSpecKind: kvevents.Some("full_attention")})
+	publish(kvevents.Event{Type: kvevents.BlockStored, BlockHashes: hashes[:1], Medium: kvevents.Some("CPU")})
+	waitFor(t, 10*time.Second, "4 GPU blocks", func() bool {
+		if lookup().Total() < 4 {
+			_, err := p.PublishPayload(futureEvent) // an unknown type: skipped
+			require.NoError(t, err)
+			return false
+		}
+		return true
+	})
+	m := lookup()
+	assert.Equal(t, int32(4), m.Blocks[kvcache.TierGPU])
+
+	// Evict GPU blocks 2-3: the prefix shrinks to 2.
+	publish(kvevents.Event{Type: kvevents.BlockRemoved, BlockHashes: hashes[2:], Medium: kvevents.Some("GPU")})
+	waitFor(t, 5*time.Second, "removal", func() bool { return lookup().Total() == 2 })
+	// Evict block 0 from GPU: it is still in CPU, block 1 in GPU.
+	publish(kvevents.Event{Type: kvevents.BlockRemoved, BlockHashes: hashes[:1], Medium: kvevents.Some("GPU")})
+	waitFor(t, 5*time.Second, "CPU tier", func() bool { return lookup().Blocks[kvcache.TierCPU] == 1 })
+	assert.Equal(t, 2, lookup().Total())
+	publish(kvevents.Event{Type: kvevents.AllBlocksCleared})
+	waitFor(t, 5*time.Second, "clear", func() bool { return lookup().Total() == 0 })
+	st := sub.Stats()
+	assert.Zero(t, st.DecodeErrors)
+	assert.GreaterOrEqual(t, st.EventsApplied, uint64(6))
+	assert.Equal(t, 1, st.Sources)
+}
+
+// TestGapReplay drops two messages on the publisher side; the subscriber
+// sees the gap, replays it, and applies every batch exactly once, in order.
+func TestGapReplay(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run("legacy="+strconv.FormatBool(legacy), func(t *testing.T) {
+			var dropFrom atomic.Uint64
+			dropFrom.Store(1 << 62)
+			p := newPublisher(t, kvpublish.Config{
+				ReplayEndpoint: "tcp://127.0.0.1:0", LegacyReplay: legacy,
+				Drop: func(seq uint64) bool { f := dropFrom.Load(); return seq >= f && seq < f+2 },
+			})
+			runPublisher(t, p)
+			idx := &fakeIndex{}
+			sub := newSubscriber(t, idx)
+			require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: p.Endpoint(), ReplayEndpoint: p.ReplayEndpoint()}))
+			runSubscriber(t, sub)
+
+			var next uint64
+			publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("a")) > 0 })
+			waitFor(t, 5*time.Second, "initial replay", func() bool { return len(idx.storedFirsts("a")) == int(next) })
+			dropFrom.Store(next)
+			for range 6 {
+				_, err := p.Publish(storedBatch(next, "GPU"), kvevents.MapCurrent)
+				require.NoError(t, err)
+				next++
+			}
+			waitFor(t, 10*time.Second, "all batches", func() bool { return len(idx.storedFirsts("a")) >= int(next) })
+			assert.Equal(t, seqs(0, next), idx.storedFirsts("a"), describe(idx.snapshot()))
+			st := sub.Stats()
+			assert.GreaterOrEqual(t, st.Gaps, uint64(1))
+			assert.GreaterOrEqual(t, st.Replays, uint64(1))
+			assert.Zero(t, st.ReplayFailures)
+			assert.Zero(t, idx.count("clear", "a"))
+		})
+	}
+}
+
+// TestPublisherRestart: the publisher process restarts on the same port
+// with its sequence back at 0. The subscriber reconnects by itself,
+// detects the reset, clears the endpoint and applies the new events.
+func TestPublisherRestart(t *testing.T) {
+	p1 := newPublisher(t, kvpublish.Config{})
+	ep := p1.Endpoint()
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx)
+	require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: ep}))
+	runSubscriber(t, sub)
+
+	var next uint64
+	publishUntil(t, p1, &next, func() bool { return len(idx.storedFirsts("a")) > 0 })
+	for range 20 { // push the sequence well past where the new process starts
+		_, err := p1.Publish(storedBatch(next, "GPU"), kvevents.MapCurrent)
+		require.NoError(t, err)
+		next++
+	}
+	waitFor(t, 5*time.Second, "first life", func() bool {
+		f := idx.storedFirsts("a")
+		return len(f) > 0 && f[len(f)-1] == next-1
+	})
+	require.NoError(t, p1.Close())
+
+	p2 := newPublisher(t, kvpublish.Config{Endpoint: ep})
+	restartAt := uint64(1000)
+	next = restartAt
+	publishUntil(t, p2, &next, func() bool {
+		f := idx.storedFirsts("a")
+		return f[len(f)-1] >= restartAt
+	})
+	assert.GreaterOrEqual(t, idx.count("clear", "a"), 1, "a restart clears the endpoint")
+	assert.GreaterOrEqual(t, sub.Stats().Resets, uint64(1))
+}
+
+// TestGarbageAndTruncated: malformed payloads and frames are counted and
+// skipped; the subscriber keeps applying what follows.
+func TestGarbageAndTruncated(t *testing.T) {
+	p := newPublisher(t, kvpublish.Config{})
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx)
+	require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: p.Endpoint()}))
+	runSubscriber(t, sub)
+	var next uint64
+	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("a")) > 0 })
+
+	good, err := kvevents.AppendBatch(nil, storedBatch(7777, "GPU"), kvevents.ArrayLast)
+	require.NoError(t, err)
+	for _, bad := range [][]byte{{0xc1}, good[:len(good)/2], {}, []byte("not msgpack at all"), {0xdd, 0xff, 0xff, 0xff, 0xff}} {
+		_, err := p.PublishPayload(bad)
+		require.NoError(t, err)
+	}
+	_, err = p.PublishPayload(good)
+	require.NoError(t, err)
+	waitFor(t, 5*time.Second, "good batch after garbage", func() bool {
+		f := idx.storedFirsts("a")
+		return f[len(f)-1] == 7777
+	})
+	assert.Equal(t, uint64(5), sub.Stats().DecodeErrors)
+}
+
+// TestReplayNeverAnswered: the replay socket accepts the request but never
+// replies. The replay times out (bounded), the endpoint is cleared, and the
+// live events after the gap are applied.
+func TestReplayNeverAnswered(t *testing.T) {
+	var dropFrom atomic.Uint64
+	dropFrom.Store(1 << 62)
+	p := newPublisher(t, kvpublish.Config{
+		ReplayEndpoint: "tcp://127.0.0.1:0",
+		Drop:           func(seq uint64) bool { return seq == dropFrom.Load() },
+	}) // p.Run is never called: nobody answers on the ROUTER
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx, kvevents.WithReplayLimits(2, 150*time.Millisecond, time.Second))
+	require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: p.Endpoint(), ReplayEndpoint: p.ReplayEndpoint()}))
+	runSubscriber(t, sub)
+
+	var next uint64
+	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("a")) > 0 })
+	dropFrom.Store(next)
+	next++ // seq next is dropped
+	for range 3 {
+		_, err := p.Publish(storedBatch(next, "GPU"), kvevents.MapCurrent)
+		require.NoError(t, err)
+		next++
+	}
+	waitFor(t, 5*time.Second, "events after the failed replay", func() bool {
+		f := idx.storedFirsts("a")
+		return f[len(f)-1] == next-1
+	})
+	st := sub.Stats()
+	assert.GreaterOrEqual(t, st.ReplayFailures, uint64(1))
+	assert.GreaterOrEqual(t, idx.count("clear", "a"), 1)
+}
+
+// TestRemoveWhileInFlight removes a source in the middle of a burst: its
+// Drop comes after every event applied for it, and nothing after.
+func TestRemoveWhileInFlight(t *testing.T) {
+	p := newPublisher(t, kvpublish.Config{})
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx, kvevents.WithShards(2))
+	require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: p.Endpoint()}))
+	runSubscriber(t, sub)
+	var next uint64
+	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("a")) > 0 })
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			_, _ = p.Publish(storedBatch(uint64(10000+i), "GPU"), kvevents.MapCurrent)
+		}
+	}()
+	waitFor(t, 5*time.Second, "burst in flight", func() bool { return len(idx.storedFirsts("a")) > 50 })
+	assert.True(t, sub.Remove("a"))
+	<-done
+	waitFor(t, 5*time.Second, "drop", func() bool { return idx.count("drop", "a") == 1 })
+	time.Sleep(50 * time.Millisecond) // anything still queued would land now
+	calls := idx.snapshot()
+	assert.Equal(t, "drop", calls[len(calls)-1].op, "no event applied after the drop")
+	assert.False(t, sub.Remove("a"))
+	assert.Zero(t, sub.Stats().Sources)
+}
+
+// TestPoolLifecycle: an endpoint added to the pool is subscribed (at its
+// address's host, KV port + rank); removing it unsubscribes and drops it.
+func TestPoolLifecycle(t *testing.T) {
+	p := newPublisher(t, kvpublish.Config{ReplayEndpoint: "tcp://127.0.0.1:0"})
+	runPublisher(t, p)
+	pubPort := port(t, p.Endpoint())
+	replayPort := port(t, p.ReplayEndpoint())
+
+	pl := pool.New()
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx, kvevents.WithPool(pl, kvevents.PoolSource(pubPort, replayPort)),
+		kvevents.WithPoolInterval(20*time.Millisecond))
+	runSubscriber(t, sub)
+	require.NoError(t, pl.Store(pool.Endpoint{ID: "ns/pod-a", Address: "127.0.0.1:8000"}))
+	waitFor(t, 5*time.Second, "subscription", func() bool { return sub.Stats().Sources == 1 })
+
+	var next uint64
+	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("ns/pod-a")) > 0 })
+	waitFor(t, 5*time.Second, "replayed history", func() bool { return len(idx.storedFirsts("ns/pod-a")) == int(next) })
+	assert.Equal(t, seqs(0, next), idx.storedFirsts("ns/pod-a"))
+
+	require.NoError(t, pl.Delete("ns/pod-a"))
+	waitFor(t, 5*time.Second, "drop", func() bool { return idx.count("drop", "ns/pod-a") == 1 })
+	assert.Zero(t, sub.Stats().Sources)
+}
+
+// TestBindTopology: the subscriber binds; publishers connect to it (vLLM's
+// connect mode, llm-d's centralized deployment) and are told apart by
+// their topics.
+func TestBindTopology(t *testing.T) {
+	ep := freeEndpoint(t)
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx, kvevents.WithBind(ep, 1), kvevents.WithTopic("kv@"))
+	runSubscriber(t, sub)
+
+	var pubs []*kvpublish.Publisher
+	for _, topic := range []string{"kv@10.0.0.1:8000@m", "kv@10.0.0.2:8000@m", "other-topic"} {
+		p := newPublisher(t, kvpublish.Config{Endpoint: ep, Topic: topic, Mode: kvpublish.ModeConnect})
+		assert.False(t, kvevents.ShouldBind(ep))
+		runPublisher(t, p) // connects
+		pubs = append(pubs, p)
+	}
+	for i, id := range []string{"10.0.0.1:8000", "10.0.0.2:8000"} {
+		next := uint64(i * 1000)
+		publishUntil(t, pubs[i], &next, func() bool { return len(idx.storedFirsts(id)) > 0 })
+	}
+	for range 5 {
+		_, err := pubs[2].Publish(storedBatch(5, "GPU"), kvevents.MapCurrent)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 2, sub.Stats().Sources, "the SUB filter keeps other topics out")
+}
+
+func TestParseTopic(t *testing.T) {
+	tests := []struct {
+		give, ep, model string
+		ok              bool
+	}{
+		{"kv@10.0.0.1:8000@meta-llama/Llama-3.1-8B", "10.0.0.1:8000", "meta-llama/Llama-3.1-8B", true},
+		{"kv@[::1]:8000@m", "[::1]:8000", "m", true},
+		{"kv@pod@", "pod", "", true},
+		{"", "", "", false},
+		{"kv@nomodel", "", "", false},
+		{"foo@a@b", "", "", false},
+	}
+	for _, tt := range tests {
+		ep, model, ok := kvevents.ParseTopic(tt.give)
+		assert.Equal(t, tt.ok, ok, tt.give)
+		assert.Equal(t, tt.ep, ep, tt.give)
+		assert.Equal(t, tt.model, model, tt.give)
+	}
+}
+
+// TestDuplicateRemovals: a store published twice (vLLM's offloading
+// connector does this) needs two removals; extra removals are harmless.
+func TestDuplicateRemovals(t *testing.T) {
+	p := newPublisher(t, kvpublish.Config{})
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx)
+	require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: p.Endpoint()}))
+	runSubscriber(t, sub)
+	var next uint64
+	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("a")) > 0 })
+
+	h := []kvevents.Hash{kvevents.HashUint64(424242)}
+	batch := func(typ kvevents.EventType) {
+		_, err := p.Publish(&kvevents.Batch{TS: 1, Events: []kvevents.Event{{Type: typ, BlockHashes: h, Medium: kvevents.Some("CPU")}}}, kvevents.MapCurrent)
+		require.NoError(t, err)
+	}
+	batch(kvevents.BlockStored)
+	batch(kvevents.BlockStored)
+	batch(kvevents.BlockRemoved)
+	batch(kvevents.BlockRemoved)
+	batch(kvevents.BlockRemoved)
+	_, err := p.Publish(storedBatch(999999, "GPU"), kvevents.MapCurrent)
+	require.NoError(t, err)
+	waitFor(t, 5*time.Second, "sentinel", func() bool {
+		f := idx.storedFirsts("a")
+		return f[len(f)-1] == 999999
+	})
+	removes := 0
+	for _, c := range idx.snapshot() {
+		if c.typ == kvevents.BlockRemoved {
+			removes++
+		}
+	}
+	assert.Equal(t, 2, removes, "first removal absorbed by the duplicate store; the third passes as unknown")
+}
+
+func TestNewSubscriberErrors(t *testing.T) {
+	_, err := kvevents.NewSubscriber(nil)
+	assert.Error(t, err)
+	_, err = kvevents.NewSubscriber(&fakeIndex{}, kvevents.WithShards(0))
+	assert.Error(t, err)
+	s := newSubscriber(t, &fakeIndex{})
+	assert.Error(t, s.Add(kvevents.Source{}))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := runSubscriber(t, s)
+	defer cancel()
+	time.Sleep(10 * time.Millisecond)
+	assert.ErrorIs(t, s.Run(ctx), kvevents.ErrRunning)
+	stop()
+}
+
+func TestBindError(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	s := newSubscriber(t, &fakeIndex{}, kvevents.WithBind("tcp://"+l.Addr().String(), 1))
+	assert.Error(t, s.Run(context.Background()))
+}
+
+func port(t testing.TB, ep string) int {
+	_, ps, err := net.SplitHostPort(ep[len("tcp://"):])
+	require.NoError(t, err)
+	n, err := strconv.Atoi(ps)
+	require.NoError(t, err)
+	return n
+}
+
+// freeEndpoint returns a loopback endpoint whose port was free a moment ago.
+func freeEndpoint(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ep := "tcp://" + l.Addr().String()
+	require.NoError(t, l.Close())
+	return ep
+}
+
+// futureEvent is a batch holding one event of a type vLLM may add later.
+var futureEvent = []byte("\x93\xcb\x41\xda\x55\x6e\x40\x20\x00\x00\x91\x82\xa4type\xabFutureEvent\xa1x\x01\x00")
+
+var _ = zmq4.NewSub
