@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/routekit/routekit/kvcache"
 	"github.com/routekit/routekit/pool"
 )
 
@@ -45,6 +46,64 @@ func BenchmarkSchedule(b *testing.B) {
 		b.Run(fmt.Sprintf("endpoints=%d/tokens=%d", sz.endpoints, sz.tokens), func(b *testing.B) {
 			eps, idx, req := benchFleet(b, sz.endpoints, sz.tokens)
 			s, err := New(DefaultProfile(rand.NewPCG(1, 1)), WithPrefixIndex(idx))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var d Decision
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.ScheduleInto(ctx, req, eps, &d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchKV is benchFleet with a real kvcache.Index: every tenth endpoint holds a
+// prefix of 30–90% of the prompt in GPU memory, others hold unrelated blocks.
+func benchKV(b testing.TB, n, tokens int) ([]*pool.Endpoint, *kvcache.Index, *Request) {
+	specs := make([]ep, n)
+	for i := range specs {
+		specs[i] = ep{waiting: i % 7, running: i % 11, kv: float64(i%10) / 10, inflight: i % 3, tokens: 1000 * (i % 13)}
+	}
+	eps, _ := fleet(b, specs...)
+	idx, err := kvcache.New(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	blocks := tokens / 16
+	k := keys(blocks)
+	other := make([]uint64, 256)
+	for i, e := range eps {
+		if i%10 == 0 {
+			if err := idx.Add(e.ID, kvcache.TierGPU, k[:blocks*(i%7+3)/10]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for j := range other {
+			other[j] = mix(uint64(i+1)<<32, j)
+		}
+		if err := idx.Add(e.ID, kvcache.TierGPU, other); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tok := make([]uint32, tokens)
+	for i := range tok {
+		tok[i] = uint32(i)
+	}
+	return eps, idx, &Request{Model: "m", Tokens: tok, BlockKeys: k, BlockSize: 16}
+}
+
+// BenchmarkScheduleKV is one full decision as a gateway makes it: the default
+// pipeline over a real kvcache.Index lookup of the request's precomputed block
+// keys (8k tokens = 512 blocks, 100k = 6,250).
+func BenchmarkScheduleKV(b *testing.B) {
+	for _, sz := range benchSizes {
+		b.Run(fmt.Sprintf("endpoints=%d/tokens=%d", sz.endpoints, sz.tokens), func(b *testing.B) {
+			eps, idx, req := benchKV(b, sz.endpoints, sz.tokens)
+			s, err := New(DefaultProfile(rand.NewPCG(1, 1)), WithPrefixIndex(KVIndex(idx)))
 			if err != nil {
 				b.Fatal(err)
 			}

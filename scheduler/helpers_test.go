@@ -74,7 +74,7 @@ func fleet(t testing.TB, specs ...ep) ([]*pool.Endpoint, []Candidate) {
 func keys(n int) []uint64 {
 	k := make([]uint64, n)
 	for i := range k {
-		k[i] = uint64(i)*0x9e3779b97f4a7c15 + 1
+		k[i] = mix(0x1234, i) | 1 // well spread, like real xxh3 keys
 	}
 	return k
 }
