@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 
 	"github.com/zeebo/xxh3"
+
+	"github.com/routekit/routekit/prefix/vllmhash"
 )
 
 // Hash is a block identity: the full digest (up to 32 bytes) that chains
@@ -103,4 +105,28 @@ func (f FastHasher) HashBlock(parent Hash, tokens []uint32, salt string) Hash {
 	h.n = 8
 	binary.BigEndian.PutUint64(h.b[:8], k)
 	return h
+}
+
+// VLLMHasher adapts a prefix/vllmhash Hasher (vLLM's own block hashes:
+// sha256, sha256_cbor, xxhash, xxhash_cbor with a PYTHONHASHSEED) to
+// BlockHasher. The cache salt becomes the first block's extra key, as in
+// vLLM.
+func VLLMHasher(h *vllmhash.Hasher) BlockHasher { return vllmHasher{h} }
+
+type vllmHasher struct{ h *vllmhash.Hasher }
+
+func (v vllmHasher) HashBlock(parent Hash, tokens []uint32, salt string) Hash {
+	var p vllmhash.Digest
+	if !parent.IsZero() {
+		p, _ = vllmhash.DigestFromBytes(parent.b[:parent.n]) // our own 16- or 32-byte digests
+	}
+	var extra []vllmhash.Key
+	if salt != "" {
+		extra = []vllmhash.Key{vllmhash.Str(salt)}
+	}
+	d := v.h.HashBlock(p, tokens, extra)
+	var out Hash
+	out.n = uint8(d.Len())
+	d.AppendBytes(out.b[:0])
+	return out
 }

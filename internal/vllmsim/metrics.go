@@ -1,0 +1,219 @@
+package vllmsim
+
+import (
+	"bytes"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Bucket bounds of vLLM's histograms (vllm/v1/metrics/loggers.py).
+var (
+	ttftBuckets = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0}
+	itlBuckets  = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0}
+	reqBuckets  = []float64{0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0}
+)
+
+// tokenBuckets returns vLLM's 1-2-5 buckets up to maxModelLen
+// (build_1_2_5_buckets).
+func tokenBuckets(maxLen int) []float64 {
+	var out []float64
+	for exp := 1.0; ; exp *= 10 {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * exp
+			if v > float64(maxLen) {
+				return out
+			}
+			out = append(out, v)
+		}
+	}
+}
+
+type histogram struct {
+	bounds []float64
+	counts []float64 // per bucket, not cumulative
+	sum    float64
+	n      float64
+}
+
+func newHistogram(bounds []float64) *histogram {
+	return &histogram{bounds: bounds, counts: make([]float64, len(bounds)+1)}
+}
+
+func (h *histogram) observe(v float64) {
+	i := sort.SearchFloat64s(h.bounds, v) // first bound >= v: le is inclusive
+	h.counts[i]++
+	h.sum += v
+	h.n++
+}
+
+// serverMetrics holds the histograms the server observes; counters and
+// gauges come from the engine. Guarded by Server.mu.
+type serverMetrics struct {
+	ttft, itl, e2e, queue, inference, prefill, decode *histogram
+	promptTokens, genTokens                           *histogram
+	created                                           float64
+}
+
+func newServerMetrics(maxLen int, created float64) *serverMetrics {
+	return &serverMetrics{
+		ttft: newHistogram(ttftBuckets), itl: newHistogram(itlBuckets),
+		e2e: newHistogram(reqBuckets), queue: newHistogram(reqBuckets),
+		inference: newHistogram(reqBuckets), prefill: newHistogram(reqBuckets), decode: newHistogram(reqBuckets),
+		promptTokens: newHistogram(tokenBuckets(maxLen)), genTokens: newHistogram(tokenBuckets(maxLen)),
+		created: created,
+	}
+}
+
+// metricsWriter renders Prometheus text format exactly as Python's
+// prometheus_client 0.x does for vLLM: HELP and TYPE lines, counters with a
+// _total sample and a separate _created gauge, labels sorted by name, and
+// floats formatted by floatToGoString.
+type metricsWriter struct {
+	b       bytes.Buffer
+	labels  string // engine="0",model_name="..."
+	created float64
+}
+
+func (w *metricsWriter) header(name, help, typ string) {
+	w.b.WriteString("# HELP ")
+	w.b.WriteString(name)
+	w.b.WriteByte(' ')
+	w.b.WriteString(help)
+	w.b.WriteString("\n# TYPE ")
+	w.b.WriteString(name)
+	w.b.WriteByte(' ')
+	w.b.WriteString(typ)
+	w.b.WriteByte('\n')
+}
+
+func (w *metricsWriter) sample(name, labels string, v float64) {
+	w.b.WriteString(name)
+	w.b.WriteByte('{')
+	w.b.WriteString(labels)
+	w.b.WriteString("} ")
+	w.b.WriteString(pyFloat(v))
+	w.b.WriteByte('\n')
+}
+
+func (w *metricsWriter) gauge(name, help string, v float64) {
+	w.header(name, help, "gauge")
+	w.sample(name, w.labels, v)
+}
+
+func (w *metricsWriter) counter(base, help string, v float64) {
+	w.header(base+"_total", help, "counter")
+	w.sample(base+"_total", w.labels, v)
+	w.header(base+"_created", help, "gauge")
+	w.sample(base+"_created", w.labels, w.createdVal())
+}
+
+func (w *metricsWriter) createdVal() float64 { return w.created }
+
+// withLabel inserts k="v" into the sorted label list.
+func withLabel(labels, k, v string) string {
+	parts := strings.Split(labels, ",")
+	parts = append(parts, k+`="`+escapeLabel(v)+`"`)
+	sort.Slice(parts, func(i, j int) bool {
+		return labelName(parts[i]) < labelName(parts[j])
+	})
+	return strings.Join(parts, ",")
+}
+
+func labelName(kv string) string {
+	if i := strings.IndexByte(kv, '='); i >= 0 {
+		return kv[:i]
+	}
+	return kv
+}
+
+func escapeLabel(v string) string {
+	v = strings.ReplaceAll(v, `\`, `\\`)
+	v = strings.ReplaceAll(v, "\n", `\n`)
+	return strings.ReplaceAll(v, `"`, `\"`)
+}
+
+func (w *metricsWriter) histogram(name, help string, h *histogram) {
+	w.header(name, help, "histogram")
+	var cum float64
+	for i, ub := range h.bounds {
+		cum += h.counts[i]
+		w.sample(name+"_bucket", withLabel(w.labels, "le", pyFloat(ub)), cum)
+	}
+	cum += h.counts[len(h.bounds)]
+	w.sample(name+"_bucket", withLabel(w.labels, "le", "+Inf"), cum)
+	w.sample(name+"_count", w.labels, h.n)
+	w.sample(name+"_sum", w.labels, h.sum)
+	w.header(name+"_created", help, "gauge")
+	w.sample(name+"_created", w.labels, w.createdVal())
+}
+
+// pyFloat formats v as prometheus_client's floatToGoString: Python's repr,
+// switched to an exponent for positive values with more than 6 integer
+// digits (with the client's "e+0" prefix quirk).
+func pyFloat(v float64) string {
+	switch {
+	case math.IsInf(v, 1):
+		return "+Inf"
+	case math.IsInf(v, -1):
+		return "-Inf"
+	case math.IsNaN(v):
+		return "NaN"
+	}
+	s := pyRepr(v)
+	dot := strings.IndexByte(s, '.')
+	if v > 0 && dot > 6 {
+		mantissa := strings.TrimRight(s[:1]+"."+s[1:dot]+s[dot+1:], "0.")
+		return mantissa + "e+0" + strconv.Itoa(dot-1)
+	}
+	return s
+}
+
+// pyRepr formats v as Python's repr(float): the shortest round-tripping
+// digits, in positional notation when the decimal exponent is in [-4, 16)
+// (always with a fractional part, "7.0"), otherwise as "1.5e-07" / "1e+16".
+func pyRepr(v float64) string {
+	if v == 0 {
+		if math.Signbit(v) {
+			return "-0.0"
+		}
+		return "0.0"
+	}
+	e := strconv.FormatFloat(v, 'e', -1, 64) // e.g. -1.8432e+06
+	neg := e[0] == '-'
+	if neg {
+		e = e[1:]
+	}
+	mant, expStr, _ := strings.Cut(e, "e")
+	exp, _ := strconv.Atoi(expStr)
+	digits := strings.Replace(mant, ".", "", 1)
+	var out string
+	if exp < -4 || exp >= 16 {
+		m := digits[:1]
+		if len(digits) > 1 {
+			m += "." + digits[1:]
+		}
+		sign := "+"
+		if exp < 0 {
+			sign, exp = "-", -exp
+		}
+		es := strconv.Itoa(exp)
+		if len(es) < 2 {
+			es = "0" + es
+		}
+		out = m + "e" + sign + es
+	} else if exp >= 0 {
+		if len(digits) <= exp+1 {
+			out = digits + strings.Repeat("0", exp+1-len(digits)) + ".0"
+		} else {
+			out = digits[:exp+1] + "." + digits[exp+1:]
+		}
+	} else {
+		out = "0." + strings.Repeat("0", -exp-1) + digits
+	}
+	if neg {
+		out = "-" + out
+	}
+	return out
+}

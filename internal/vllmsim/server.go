@@ -1,0 +1,1072 @@
+package vllmsim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/routekit/routekit/internal/kvpublish"
+	"github.com/routekit/routekit/kvcache/kvevents"
+	"github.com/routekit/routekit/prefix/vllmhash"
+)
+
+// Server is one simulated vLLM replica behind vLLM's OpenAI-compatible HTTP
+// API: an Engine driven in real time by Run, and an http.Handler serving
+// /v1/completions, /v1/chat/completions (JSON and SSE streaming),
+// /v1/models, /health, /tokenize, /detokenize and /metrics. It optionally
+// publishes KV events over ZeroMQ exactly as vLLM does, and plays either
+// side of NixlConnector P/D disaggregation.
+//
+// Server is safe for concurrent use. NewServer starts nothing: call Run
+// (owning its goroutine) and serve the handler, or use StartFleet.
+type Server struct {
+	cfg    Config
+	eng    *Engine
+	tok    Tokenizer
+	tmpl   ChatTemplate
+	clock  func() time.Time
+	start  time.Time
+	seed   uint64
+	algo   string
+	engID  string
+	host   string
+	port   int
+	peers  func(engineID string) *Server
+	pub    *kvpublish.Publisher
+	schema kvevents.Schema
+	mux    *http.ServeMux
+
+	hasherOpt BlockHasher
+
+	kick    chan struct{}
+	closing atomic.Bool
+	running atomic.Bool
+	nextID  atomic.Uint64
+
+	mu      sync.Mutex // guards eng, streams, metrics
+	streams map[*Seq]*stream
+	metrics *serverMetrics
+}
+
+// stream is a request's view of its sequence: tokens the engine loop has
+// produced and the handler has not yet written. Guarded by Server.mu.
+type stream struct {
+	seq     *Seq
+	pending []uint32
+	finish  FinishReason
+	notify  chan struct{}
+	last    time.Duration
+	release func() // P/D: tell the prefill server to free its blocks
+}
+
+// ServerOption configures a Server.
+type ServerOption interface{ applyServer(*Server) error }
+
+type serverOptionFunc func(*Server) error
+
+func (f serverOptionFunc) applyServer(s *Server) error { return f(s) }
+
+// WithTokenizer sets the tokenizer (default ByteTokenizer).
+func WithTokenizer(t Tokenizer) ServerOption {
+	return serverOptionFunc(func(s *Server) error { s.tok = t; return nil })
+}
+
+// WithChatTemplate sets the chat template (default ChatML).
+func WithChatTemplate(t ChatTemplate) ServerOption {
+	return serverOptionFunc(func(s *Server) error { s.tmpl = t; return nil })
+}
+
+// WithClock sets the wall clock (default time.Now). Timers still run on the
+// runtime's clock, so use testing/synctest rather than a fake clock to
+// control time in tests.
+func WithClock(now func() time.Time) ServerOption {
+	return serverOptionFunc(func(s *Server) error { s.clock = now; return nil })
+}
+
+// WithServerSeed seeds output tokens and request ids (default 0).
+func WithServerSeed(seed uint64) ServerOption {
+	return serverOptionFunc(func(s *Server) error { s.seed = seed; return nil })
+}
+
+// WithHashAlgorithm sets vLLM's prefix_caching_hash_algo and PYTHONHASHSEED
+// for block hashes (default "sha256_cbor" with seed "0"), so the published
+// KV-event hashes are the ones a real vLLM would publish.
+func WithHashAlgorithm(algo, pythonHashSeed string) ServerOption {
+	return serverOptionFunc(func(s *Server) error {
+		a, err := vllmhash.ParseAlgorithm(algo)
+		if err != nil {
+			return fmt.Errorf("vllmsim: %w", err)
+		}
+		h, err := vllmhash.New(a, pythonHashSeed)
+		if err != nil {
+			return fmt.Errorf("vllmsim: %w", err)
+		}
+		s.algo = algo
+		s.hasherOpt = VLLMHasher(h)
+		return nil
+	})
+}
+
+// WithServerEngineID sets the engine id reported as remote_engine_id in
+// P/D responses (default a UUID derived from the seed).
+func WithServerEngineID(id string) ServerOption {
+	return serverOptionFunc(func(s *Server) error { s.engID = id; return nil })
+}
+
+// WithAdvertise sets the host and port reported as remote_host and
+// remote_port in P/D responses (VLLM_NIXL_SIDE_CHANNEL_HOST/PORT).
+func WithAdvertise(host string, port int) ServerOption {
+	return serverOptionFunc(func(s *Server) error { s.host, s.port = host, port; return nil })
+}
+
+// WithPeers lets a decode server find the prefill server named by
+// remote_engine_id, to tell it to free the transferred blocks (NIXL's
+// notification). Without it prefill servers free them at Config.KVLease.
+func WithPeers(lookup func(engineID string) *Server) ServerOption {
+	return serverOptionFunc(func(s *Server) error { s.peers = lookup; return nil })
+}
+
+// KVEventsConfig enables KV-event publishing (vLLM's --kv-events-config).
+type KVEventsConfig struct {
+	// Publisher configures the ZMQ sockets (endpoint, replay endpoint,
+	// topic, buffer, bind or connect).
+	Publisher kvpublish.Config
+	// Schema is the wire schema (default kvevents.MapCurrent; use
+	// kvevents.ArrayLast for the array encoding of vLLM ≤ v0.23).
+	Schema kvevents.Schema
+}
+
+// WithKVEvents makes the server publish its KV events. NewServer binds the
+// sockets; Run serves replay requests (and connects, in connect mode).
+func WithKVEvents(c KVEventsConfig) ServerOption {
+	return serverOptionFunc(func(s *Server) error {
+		p, err := kvpublish.New(c.Publisher)
+		if err != nil {
+			return fmt.Errorf("vllmsim: kv events: %w", err)
+		}
+		s.pub = p
+		s.schema = c.Schema
+		if s.schema == 0 {
+			s.schema = kvevents.MapCurrent
+		}
+		return nil
+	})
+}
+
+// ErrShuttingDown is the cause of 503 responses after Shutdown.
+var ErrShuttingDown = errors.New("vllmsim: server shutting down")
+
+// NewServer returns a Server for cfg.
+func NewServer(cfg Config, opts ...ServerOption) (*Server, error) {
+	s := &Server{
+		tok: ByteTokenizer{}, tmpl: ChatML, clock: time.Now,
+		kick: make(chan struct{}, 1), streams: make(map[*Seq]*stream),
+	}
+	for _, o := range opts {
+		if err := o.applyServer(s); err != nil {
+			if s.pub != nil {
+				_ = s.pub.Close()
+			}
+			return nil, err
+		}
+	}
+	if s.hasherOpt == nil {
+		h, err := vllmhash.New(vllmhash.SHA256CBOR, "0")
+		if err != nil {
+			return nil, fmt.Errorf("vllmsim: %w", err)
+		}
+		s.algo, s.hasherOpt = "sha256_cbor", VLLMHasher(h)
+	}
+	if s.engID == "" {
+		s.engID = fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(mix64(s.seed, 1)), uint16(mix64(s.seed, 2)),
+			uint16(mix64(s.seed, 3))&0xfff, uint16(mix64(s.seed, 4))&0xfff, mix64(s.seed, 5)&0xffffffffffff)
+	}
+	eng, err := NewEngine(cfg, WithHasher(s.hasherOpt), WithSeed(s.seed), WithEngineID(s.engID))
+	if err != nil {
+		if s.pub != nil {
+			_ = s.pub.Close()
+		}
+		return nil, err
+	}
+	s.eng, s.cfg = eng, eng.Config()
+	s.start = s.clock()
+	s.metrics = newServerMetrics(s.cfg.MaxModelLen, float64(s.start.UnixNano())/1e9)
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST /v1/completions", s.handleCompletions)
+	s.mux.HandleFunc("POST /v1/chat/completions", s.handleChat)
+	s.mux.HandleFunc("GET /v1/models", s.handleModels)
+	s.mux.HandleFunc("GET /health", s.handleHealth)
+	s.mux.HandleFunc("POST /tokenize", s.handleTokenize)
+	s.mux.HandleFunc("POST /detokenize", s.handleDetokenize)
+	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
+	s.mux.HandleFunc("POST /reset_prefix_cache", s.handleResetPrefixCache)
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// EngineID returns the engine id (remote_engine_id in P/D).
+func (s *Server) EngineID() string { return s.engID }
+
+// Config returns the engine configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// KVEndpoints returns the resolved PUB and replay endpoints, or "" when KV
+// events are off.
+func (s *Server) KVEndpoints() (pub, replay string) {
+	if s.pub == nil {
+		return "", ""
+	}
+	return s.pub.Endpoint(), s.pub.ReplayEndpoint()
+}
+
+// Stats returns the engine's current stats.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eng.Stats()
+}
+
+// BlockKeys returns the published block hashes of the full blocks of
+// tokens as this server computes them (no cache salt).
+func (s *Server) BlockKeys(tokens []uint32) []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eng.BlockKeys(nil, tokens, "")
+}
+
+// Shutdown makes the server answer 503 to new generation requests and to
+// /health; requests in flight continue until Run's context ends.
+func (s *Server) Shutdown() { s.closing.Store(true) }
+
+func (s *Server) since() time.Duration { return s.clock().Sub(s.start) }
+
+func (s *Server) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run drives the engine in real time until ctx is done, then aborts the
+// requests in flight and closes the KV-event sockets. It returns ctx's
+// error. Run must be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("vllmsim: Run called twice")
+	}
+	var wg sync.WaitGroup
+	if s.pub != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.pub.Run(ctx)
+		}()
+	}
+	defer func() {
+		s.closing.Store(true)
+		s.mu.Lock()
+		for seq, st := range s.streams {
+			s.eng.Abort(seq)
+			st.finish = FinishAbort
+			notify(st.notify)
+		}
+		s.mu.Unlock()
+		if s.pub != nil {
+			_ = s.pub.Close()
+		}
+		wg.Wait()
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		now := s.since()
+		d, ok := s.eng.Schedule(now)
+		wakeAt, hasWake := s.eng.NextWake()
+		s.mu.Unlock()
+		if !ok {
+			var tc <-chan time.Time
+			if hasWake {
+				timer.Reset(max(wakeAt-now, 0))
+				tc = timer.C
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-s.kick:
+			case <-tc:
+			}
+			if hasWake && !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			continue
+		}
+		timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.eng.Complete(s.since())
+			s.mu.Unlock()
+			return ctx.Err()
+		case <-timer.C:
+		}
+		s.mu.Lock()
+		out := s.eng.Complete(s.since())
+		releases := s.dispatch(out)
+		var batch *kvevents.Batch
+		if s.pub != nil && len(out.Events) > 0 {
+			batch = s.kvBatch(out.Events)
+		}
+		s.mu.Unlock()
+		if batch != nil {
+			_, _ = s.pub.Publish(batch, s.schema)
+		}
+		for _, f := range releases {
+			f()
+		}
+	}
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch hands the step's tokens to their streams and records metrics.
+// Called with s.mu held; returns P/D release calls to make after unlocking.
+func (s *Server) dispatch(out *StepOutput) []func() {
+	var releases []func()
+	m := s.metrics
+	for _, ev := range out.Tokens {
+		st := s.streams[ev.Seq]
+		seq := ev.Seq
+		if ev.First {
+			m.ttft.observe((out.End - seq.Arrival).Seconds())
+			m.queue.observe((seq.Admitted - seq.Arrival).Seconds())
+			m.prefill.observe((out.End - seq.Admitted).Seconds())
+			m.promptTokens.observe(float64(seq.PromptLen()))
+		} else if st != nil {
+			m.itl.observe((out.End - st.last).Seconds())
+		}
+		if ev.Finish != NotFinished {
+			m.e2e.observe((out.End - seq.Arrival).Seconds())
+			m.inference.observe((out.End - seq.Admitted).Seconds())
+			m.decode.observe((out.End - seq.FirstToken).Seconds())
+			m.genTokens.observe(float64(len(seq.Output())))
+		}
+		if st == nil {
+			continue
+		}
+		st.last = out.End
+		st.pending = append(st.pending, ev.Token)
+		if ev.First && st.release != nil {
+			releases = append(releases, st.release)
+			st.release = nil
+		}
+		if ev.Finish != NotFinished {
+			st.finish = ev.Finish
+		}
+		notify(st.notify)
+	}
+	return releases
+}
+
+// kvBatch converts engine events to vLLM's wire events. Called with s.mu
+// held (the event slices alias engine storage).
+func (s *Server) kvBatch(evs []KVEvent) *kvevents.Batch {
+	b := &kvevents.Batch{TS: float64(s.clock().UnixNano()) / 1e9, Events: make([]kvevents.Event, 0, len(evs))}
+	for _, ev := range evs {
+		var e kvevents.Event
+		switch ev.Kind {
+		case BlockStored:
+			e = kvevents.Event{
+				Type: kvevents.BlockStored, TokenIDs: append([]uint32(nil), ev.Tokens...), BlockSize: ev.BlockSize,
+				Medium: kvevents.Some("GPU"), GroupIdx: kvevents.Some[int64](0),
+				KVCacheSpecKind: kvevents.Some("full_attention"), ExtraKeys: noneList(len(ev.Keys)),
+			}
+			if ev.HasParent {
+				e.ParentBlockHash = kvevents.Some(kvevents.HashUint64(ev.Parent))
+			}
+		case BlockRemoved:
+			e = kvevents.Event{Type: kvevents.BlockRemoved, Medium: kvevents.Some("GPU"), GroupIdx: kvevents.Some[int64](0)}
+		case AllBlocksCleared:
+			e = kvevents.Event{Type: kvevents.AllBlocksCleared}
+		}
+		for _, k := range ev.Keys {
+			e.BlockHashes = append(e.BlockHashes, kvevents.HashUint64(k))
+		}
+		b.Events = append(b.Events, e)
+	}
+	return b
+}
+
+// noneList is the msgpack encoding of a list of n Nones (extra_keys of
+// blocks without extra keys).
+func noneList(n int) []byte {
+	var b []byte
+	switch {
+	case n < 16:
+		b = append(b, 0x90|byte(n))
+	case n < 1<<16:
+		b = append(b, 0xdc, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	for range n {
+		b = append(b, 0xc0)
+	}
+	return b
+}
+
+// --- HTTP handlers ---
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if s.closing.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
+	created := s.clock().Unix()
+	writeJSON(w, map[string]any{
+		"object": "list",
+		"data": []any{map[string]any{
+			"id": s.cfg.Model, "object": "model", "created": created, "owned_by": "vllm",
+			"root": s.cfg.Model, "parent": nil, "max_model_len": s.cfg.MaxModelLen,
+			"permission": []any{map[string]any{
+				"id": "modelperm-" + s.newID(), "object": "model_permission", "created": created,
+				"allow_create_engine": false, "allow_sampling": true, "allow_logprobs": true,
+				"allow_search_indices": false, "allow_view": true, "allow_fine_tuning": false,
+				"organization": "*", "group": nil, "is_blocking": false,
+			}},
+		}},
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		(&APIError{Code: 500, Type: "InternalServerError", Message: err.Error()}).write(w)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+func (s *Server) newID() string {
+	n := s.nextID.Add(1)
+	return fmt.Sprintf("%016x%016x", mix64(s.seed, n), mix64(s.seed^0xabcdef, n))
+}
+
+func (s *Server) checkModel(model string) *APIError {
+	if model != "" && model != s.cfg.Model {
+		return &APIError{Code: http.StatusNotFound, Type: "NotFoundError", Message: fmt.Sprintf("The model `%s` does not exist.", model), Param: "model"}
+	}
+	return nil
+}
+
+func readBody(r *http.Request) ([]byte, *APIError) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, badRequest("could not read the request body: %v", err)
+	}
+	if len(body) > maxBody {
+		return nil, &APIError{Code: http.StatusRequestEntityTooLarge, Type: "BadRequestError", Message: "request body too large"}
+	}
+	return body, nil
+}
+
+func (s *Server) unavailable(w http.ResponseWriter) bool {
+	if s.closing.Load() {
+		(&APIError{Code: http.StatusServiceUnavailable, Type: "ServiceUnavailableError", Message: "The server is shutting down."}).write(w)
+		return true
+	}
+	return false
+}
+
+// genRequest is a parsed generation request, common to both endpoints.
+type genRequest struct {
+	chat      bool
+	model     string
+	prompt    []uint32
+	maxTokens int
+	params    *commonParams
+	kvParams  map[string]any
+}
+
+func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	if s.unavailable(w) {
+		return
+	}
+	body, ae := readBody(r)
+	if ae != nil {
+		ae.write(w)
+		return
+	}
+	req, err := ParseCompletionRequest(body)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if ae := s.checkModel(req.Model); ae != nil {
+		ae.write(w)
+		return
+	}
+	g := &genRequest{model: s.cfg.Model, params: &req.commonParams}
+	if req.Prompt.IsText {
+		addSpecial := req.AddSpecialTokens == nil || *req.AddSpecialTokens
+		g.prompt, err = s.tok.Encode(req.Prompt.Text, addSpecial)
+		if err != nil {
+			badRequest("tokenize: %v", err).write(w)
+			return
+		}
+	} else {
+		g.prompt = req.Prompt.Tokens
+	}
+	g.maxTokens = 16
+	if req.MaxTokens != nil {
+		g.maxTokens = *req.MaxTokens
+	}
+	s.generate(w, r, g)
+}
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	if s.unavailable(w) {
+		return
+	}
+	body, ae := readBody(r)
+	if ae != nil {
+		ae.write(w)
+		return
+	}
+	req, err := ParseChatRequest(body)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if ae := s.checkModel(req.Model); ae != nil {
+		ae.write(w)
+		return
+	}
+	g := &genRequest{chat: true, model: s.cfg.Model, params: &req.commonParams}
+	g.prompt, err = s.renderChat(req.Messages, req.AddGenerationPrompt, req.ContinueFinalMessage, req.AddSpecialTokens)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	switch {
+	case req.MaxCompletionTokens != nil:
+		g.maxTokens = *req.MaxCompletionTokens
+	case req.MaxTokens != nil:
+		g.maxTokens = *req.MaxTokens
+	default:
+		g.maxTokens = max(s.cfg.MaxModelLen-len(g.prompt), 1)
+	}
+	s.generate(w, r, g)
+}
+
+func (s *Server) renderChat(msgs []ChatMessage, addGen *bool, cont bool, addSpecial *bool) ([]uint32, error) {
+	ms := make([]Message, len(msgs))
+	for i, m := range msgs {
+		ms[i] = Message{Role: m.Role, Content: string(m.Content)}
+	}
+	text, err := s.tmpl(ms, addGen == nil || *addGen, cont)
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
+	toks, err := s.tok.Encode(text, addSpecial != nil && *addSpecial)
+	if err != nil {
+		return nil, badRequest("tokenize: %v", err)
+	}
+	return toks, nil
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		ae.write(w)
+		return
+	}
+	badRequest("%v", err).write(w)
+}
+
+// generate runs one request on the engine and writes the response.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest) {
+	n := len(g.prompt)
+	if n == 0 {
+		badRequest("The prompt cannot be empty.").write(w)
+		return
+	}
+	if n+g.maxTokens > s.cfg.MaxModelLen {
+		what := "prompt"
+		if g.chat {
+			what = "messages"
+		}
+		e := badRequest("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the %s, %d in the completion). Please reduce the length of the %s or completion.",
+			s.cfg.MaxModelLen, n+g.maxTokens, n, what, g.maxTokens, what)
+		e.write(w)
+		return
+	}
+	id := r.Header.Get("X-Request-Id")
+	if id == "" {
+		id = g.params.RequestID
+	}
+	if id == "" {
+		id = s.newID()
+	}
+	prefix := "cmpl-"
+	if g.chat {
+		prefix = "chatcmpl-"
+	}
+	respID := prefix + id
+	engID := respID + "-0"
+	ereq := &Request{ID: engID, Prompt: g.prompt, MaxTokens: g.maxTokens, IgnoreEOS: g.params.IgnoreEOS}
+	if g.params.CacheSalt != nil {
+		ereq.CacheSalt = *g.params.CacheSalt
+	}
+	if g.params.Seed != nil {
+		ereq.Seed = uint64(*g.params.Seed) ^ 0x6a09e667f3bcc909
+	}
+	var release func()
+	if kv := parseKVParams(g.params.KVTransferParams); kv != nil {
+		if b, _ := kv["do_remote_decode"].(bool); b {
+			ereq.RemoteDecode = true
+		} else if b, _ := kv["do_remote_prefill"].(bool); b && validRemote(kv) {
+			ereq.RemotePrefill = true
+			peerID, _ := kv["remote_engine_id"].(string)
+			peerReq, _ := kv["remote_request_id"].(string)
+			if s.peers != nil {
+				if p := s.peers(peerID); p != nil && peerReq != "" {
+					release = func() { p.ReleaseRemote(peerReq) }
+				}
+			}
+		}
+	}
+	st := &stream{notify: make(chan struct{}, 1), release: release}
+	s.mu.Lock()
+	seq, err := s.eng.Add(ereq, s.since())
+	if err == nil {
+		st.seq = seq
+		s.streams[seq] = st
+	}
+	s.mu.Unlock()
+	if err != nil {
+		badRequest("%v", err).write(w)
+		return
+	}
+	s.wake()
+	created := s.clock().Unix()
+	if g.params.Stream {
+		s.streamResponse(w, r, g, st, respID, created)
+		return
+	}
+	s.fullResponse(w, r, g, st, respID, created)
+}
+
+func parseKVParams(raw json.RawMessage) map[string]any {
+	if len(raw) == 0 {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+// validRemote applies NIXL's update_state_after_alloc check: without these
+// fields vLLM logs "Got invalid KVTransferParams" and recomputes.
+func validRemote(kv map[string]any) bool {
+	for _, k := range []string{"remote_block_ids", "remote_engine_id", "remote_host", "remote_port"} {
+		if v, ok := kv[k]; !ok || v == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// ReleaseRemote frees the blocks this (prefill) server holds for the P/D
+// request id, as NIXL's notification from the decode side does. It reports
+// whether they were held.
+func (s *Server) ReleaseRemote(requestID string) bool {
+	s.mu.Lock()
+	ok := s.eng.Release(requestID)
+	s.mu.Unlock()
+	if ok {
+		s.wake() // freed blocks may admit waiting requests
+	}
+	return ok
+}
+
+// wait blocks until the stream has news or the client is gone; it returns
+// the pending tokens and the finish reason. On disconnect it aborts the
+// sequence (freeing its blocks) and returns ok=false.
+func (s *Server) wait(ctx context.Context, st *stream) (toks []uint32, fin FinishReason, ok bool) {
+	for {
+		s.mu.Lock()
+		toks, fin = st.pending, st.finish
+		st.pending = nil
+		if fin != NotFinished {
+			delete(s.streams, st.seq)
+		}
+		s.mu.Unlock()
+		if len(toks) > 0 || fin != NotFinished {
+			return toks, fin, true
+		}
+		select {
+		case <-st.notify:
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.eng.Abort(st.seq)
+			delete(s.streams, st.seq)
+			s.mu.Unlock()
+			s.wake()
+			return nil, FinishAbort, false
+		}
+	}
+}
+
+func (s *Server) usage(st *stream) map[string]any {
+	s.mu.Lock()
+	prompt, cached, out := st.seq.PromptLen(), st.seq.CachedTokens(), len(st.seq.Output())
+	s.mu.Unlock()
+	return map[string]any{
+		"prompt_tokens": prompt, "total_tokens": prompt + out, "completion_tokens": out,
+		"prompt_tokens_details": map[string]any{"cached_tokens": cached},
+	}
+}
+
+func (s *Server) kvTransferResult(st *stream) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !st.seq.Req.RemoteDecode || st.seq.Finish() == FinishAbort {
+		return nil
+	}
+	return map[string]any{
+		"do_remote_prefill": true, "do_remote_decode": false,
+		"remote_block_ids": st.seq.BlockIDs(), "remote_engine_id": s.engID,
+		"remote_request_id": st.seq.Req.ID, "remote_host": s.host, "remote_port": s.port,
+		"tp_size": 1, "remote_num_tokens": st.seq.PromptLen(),
+	}
+}
+
+func (s *Server) fullResponse(w http.ResponseWriter, r *http.Request, g *genRequest, st *stream, id string, created int64) {
+	var all []uint32
+	var fin FinishReason
+	for fin == NotFinished {
+		toks, f, ok := s.wait(r.Context(), st)
+		if !ok {
+			return // client gone
+		}
+		all = append(all, toks...)
+		fin = f
+	}
+	if fin == FinishAbort {
+		(&APIError{Code: http.StatusServiceUnavailable, Type: "ServiceUnavailableError", Message: "The request was aborted: the server is shutting down."}).write(w)
+		return
+	}
+	text, err := s.tok.Decode(all)
+	if err != nil {
+		text = ""
+	}
+	resp := map[string]any{
+		"id": id, "created": created, "model": g.model, "usage": s.usage(st),
+		"system_fingerprint": nil, "service_tier": nil, "kv_transfer_params": s.kvTransferResult(st),
+	}
+	if g.chat {
+		resp["object"] = "chat.completion"
+		resp["prompt_logprobs"] = nil
+		resp["choices"] = []any{map[string]any{
+			"index": 0, "logprobs": nil, "finish_reason": fin.String(), "stop_reason": nil,
+			"message": map[string]any{"role": "assistant", "content": text, "reasoning_content": nil, "tool_calls": []any{}},
+		}}
+	} else {
+		resp["object"] = "text_completion"
+		resp["choices"] = []any{map[string]any{
+			"index": 0, "text": text, "logprobs": nil, "finish_reason": fin.String(), "stop_reason": nil, "prompt_logprobs": nil,
+		}}
+	}
+	writeJSON(w, resp)
+}
+
+func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, g *genRequest, st *stream, id string, created int64) {
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	object := "text_completion"
+	if g.chat {
+		object = "chat.completion.chunk"
+	}
+	send := func(v any) bool {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return false
+		}
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return false
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return true
+	}
+	chunk := func(choice map[string]any) map[string]any {
+		c := map[string]any{"id": id, "object": object, "created": created, "model": g.model, "choices": []any{choice}}
+		if g.params.StreamOptions != nil && g.params.StreamOptions.ContinuousUsageStats && g.params.includeUsage() {
+			c["usage"] = s.usage(st)
+		}
+		return c
+	}
+	if g.chat {
+		if !send(chunk(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ""}, "logprobs": nil, "finish_reason": nil})) {
+			s.abort(st)
+			return
+		}
+	}
+	for {
+		toks, fin, ok := s.wait(r.Context(), st)
+		if !ok {
+			return
+		}
+		if fin == FinishAbort {
+			return // server shutting down: close the stream without [DONE]
+		}
+		for i, t := range toks {
+			text, _ := s.tok.Decode([]uint32{t})
+			var finish any
+			if fin != NotFinished && i == len(toks)-1 {
+				finish = fin.String()
+			}
+			var c map[string]any
+			if g.chat {
+				c = chunk(map[string]any{"index": 0, "delta": map[string]any{"content": text}, "logprobs": nil, "finish_reason": finish, "stop_reason": nil})
+			} else {
+				c = chunk(map[string]any{"index": 0, "text": text, "logprobs": nil, "finish_reason": finish, "stop_reason": nil})
+			}
+			if !send(c) {
+				s.abort(st)
+				return
+			}
+		}
+		if fin != NotFinished {
+			break
+		}
+	}
+	if g.params.includeUsage() {
+		send(map[string]any{"id": id, "object": object, "created": created, "model": g.model, "choices": []any{}, "usage": s.usage(st)})
+	}
+	_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	if fl != nil {
+		fl.Flush()
+	}
+}
+
+func (s *Server) abort(st *stream) {
+	s.mu.Lock()
+	s.eng.Abort(st.seq)
+	delete(s.streams, st.seq)
+	s.mu.Unlock()
+	s.wake()
+}
+
+// --- tokenize / detokenize ---
+
+type tokenizeRequest struct {
+	Model                string        `json:"model"`
+	Prompt               *string       `json:"prompt"`
+	Messages             []ChatMessage `json:"messages"`
+	AddSpecialTokens     *bool         `json:"add_special_tokens"`
+	AddGenerationPrompt  *bool         `json:"add_generation_prompt"`
+	ContinueFinalMessage bool          `json:"continue_final_message"`
+	ReturnTokenStrs      bool          `json:"return_token_strs"`
+}
+
+func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
+	var req tokenizeRequest
+	if ae := decodeBody(r.Body, &req); ae != nil {
+		ae.write(w)
+		return
+	}
+	if ae := s.checkModel(req.Model); ae != nil {
+		ae.write(w)
+		return
+	}
+	var toks []uint32
+	var err error
+	switch {
+	case req.Messages != nil:
+		if req.ContinueFinalMessage && req.AddGenerationPrompt != nil && *req.AddGenerationPrompt {
+			badRequest("Cannot set both `continue_final_message` and `add_generation_prompt` to True.").write(w)
+			return
+		}
+		toks, err = s.renderChat(req.Messages, req.AddGenerationPrompt, req.ContinueFinalMessage, req.AddSpecialTokens)
+	case req.Prompt != nil:
+		toks, err = s.tok.Encode(*req.Prompt, req.AddSpecialTokens == nil || *req.AddSpecialTokens)
+	default:
+		badRequest("either prompt or messages is required").write(w)
+		return
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	resp := map[string]any{"count": len(toks), "max_model_len": s.cfg.MaxModelLen, "tokens": nonNil(toks), "token_strs": nil}
+	if req.ReturnTokenStrs {
+		strs := make([]string, len(toks))
+		for i, t := range toks {
+			strs[i], _ = s.tok.Decode([]uint32{t})
+		}
+		resp["token_strs"] = strs
+	}
+	writeJSON(w, resp)
+}
+
+func nonNil(t []uint32) []uint32 {
+	if t == nil {
+		return []uint32{}
+	}
+	return t
+}
+
+func (s *Server) handleDetokenize(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Model  string  `json:"model"`
+		Tokens []int64 `json:"tokens"`
+	}
+	if ae := decodeBody(r.Body, &req); ae != nil {
+		ae.write(w)
+		return
+	}
+	if ae := s.checkModel(req.Model); ae != nil {
+		ae.write(w)
+		return
+	}
+	ids := make([]uint32, len(req.Tokens))
+	for i, t := range req.Tokens {
+		if t < 0 || t > 1<<32-1 {
+			badRequest("token id %d out of range", t).write(w)
+			return
+		}
+		ids[i] = uint32(t)
+	}
+	text, err := s.tok.Decode(ids)
+	if err != nil {
+		badRequest("%v", err).write(w)
+		return
+	}
+	writeJSON(w, map[string]any{"prompt": text})
+}
+
+func (s *Server) handleResetPrefixCache(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	ev, ok := s.eng.ResetPrefixCache()
+	var batch *kvevents.Batch
+	if ok && s.pub != nil {
+		batch = s.kvBatch([]KVEvent{ev})
+	}
+	s.mu.Unlock()
+	if !ok {
+		(&APIError{Code: http.StatusBadRequest, Type: "BadRequestError", Message: "Failed to reset prefix cache: requests are running."}).write(w)
+		return
+	}
+	if batch != nil {
+		_, _ = s.pub.Publish(batch, s.schema)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// --- /metrics ---
+
+func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	st := s.eng.Stats()
+	m := s.metrics
+	mw := &metricsWriter{labels: `engine="0",model_name="` + escapeLabel(s.cfg.Model) + `"`, created: m.created}
+	mw.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", float64(st.Running))
+	mw.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", float64(st.Waiting+st.WaitingRemote))
+	mw.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", st.KVUsage)
+	mw.counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", float64(st.PrefixQueries))
+	mw.counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", float64(st.PrefixHits))
+	mw.counter("vllm:external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.", float64(st.ExternalQueries))
+	mw.counter("vllm:external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.", float64(st.ExternalHits))
+	mw.counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", float64(st.Preemptions))
+	mw.counter("vllm:prompt_tokens", "Number of prefill tokens processed.", float64(st.PromptTokens))
+	mw.counter("vllm:generation_tokens", "Number of generation tokens processed.", float64(st.GenerationTokens))
+	const successHelp = "Count of successfully processed requests."
+	mw.header("vllm:request_success_total", successHelp, "counter")
+	reasons := []struct {
+		name string
+		v    int64
+	}{{"stop", st.Finished[FinishStop]}, {"length", st.Finished[FinishLength]}, {"abort", st.Finished[FinishAbort]}, {"error", 0}}
+	for _, r := range reasons {
+		mw.sample("vllm:request_success_total", withLabel(mw.labels, "finished_reason", r.name), float64(r.v))
+	}
+	mw.header("vllm:request_success_created", successHelp, "gauge")
+	for _, r := range reasons {
+		mw.sample("vllm:request_success_created", withLabel(mw.labels, "finished_reason", r.name), m.created)
+	}
+	mw.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", m.ttft)
+	mw.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", m.itl)
+	mw.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", m.e2e)
+	mw.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", m.queue)
+	mw.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", m.inference)
+	mw.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", m.prefill)
+	mw.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", m.decode)
+	mw.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", m.promptTokens)
+	mw.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", m.genTokens)
+	mw.header("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", "gauge")
+	mw.sample("vllm:cache_config_info", s.cacheConfigLabels(), 1)
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write(mw.b.Bytes())
+}
+
+func (s *Server) cacheConfigLabels() string {
+	pyBool := func(b bool) string {
+		if b {
+			return "True"
+		}
+		return "False"
+	}
+	bs := strconv.Itoa(s.cfg.BlockSize)
+	// Sorted by label name, as prometheus_client renders them.
+	pairs := [][2]string{
+		{"block_size", bs}, {"cache_dtype", "auto"}, {"enable_prefix_caching", pyBool(!s.cfg.DisablePrefixCaching)},
+		{"engine", "0"}, {"gpu_memory_utilization", "0.9"}, {"hash_block_size", bs}, {"is_attention_free", "False"},
+		{"kv_cache_dtype_skip_layers", "[]"}, {"kv_cache_memory_bytes", "None"},
+		{"kv_cache_size_tokens", strconv.Itoa(s.cfg.KVCapacityTokens())}, {"kv_offloading_backend", "native"},
+		{"kv_offloading_size", "None"}, {"kv_sharing_fast_prefill", "False"}, {"mamba_block_size", "None"},
+		{"mamba_cache_dtype", "auto"}, {"mamba_cache_mode", "none"}, {"mamba_page_size_padded", "None"},
+		{"mamba_ssm_cache_dtype", "auto"}, {"num_cpu_blocks", "None"}, {"num_gpu_blocks", strconv.Itoa(s.cfg.NumBlocks)},
+		{"num_gpu_blocks_override", "None"}, {"prefix_caching_hash_algo", s.algo}, {"sliding_window", "None"},
+		{"user_specified_block_size", "False"}, {"user_specified_mamba_block_size", "False"},
+	}
+	var b []byte
+	for i, p := range pairs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p[0]...)
+		b = append(b, `="`...)
+		b = append(b, escapeLabel(p[1])...)
+		b = append(b, '"')
+	}
+	return string(b)
+}
