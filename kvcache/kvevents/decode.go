@@ -347,14 +347,22 @@ func (r *reader) hashes(dst []Hash) ([]Hash, error) {
 		return dst, err
 	}
 	if cap(dst) < n {
-		dst = make([]Hash, 0, n)
+		dst = make([]Hash, n)
+	} else {
+		dst = dst[:n]
 	}
-	for range n {
+	for k := range dst {
+		// Fast path: vLLM's default integer hashes.
+		if r.i+9 <= len(r.b) && r.b[r.i] == 0xcf {
+			dst[k] = Hash{v: be64(r.b[r.i+1:])}
+			r.i += 9
+			continue
+		}
 		h, err := r.hash()
 		if err != nil {
-			return dst, err
+			return dst[:0], err
 		}
-		dst = append(dst, h)
+		dst[k] = h
 	}
 	return dst, nil
 }
@@ -456,54 +464,60 @@ func (r *reader) tokens(dst []uint32) ([]uint32, error) {
 		return dst, err
 	}
 	if cap(dst) < n {
-		dst = make([]uint32, 0, n)
+		dst = make([]uint32, n)
+	} else {
+		dst = dst[:n]
 	}
-	b, i := r.b, r.i
-	for range n {
-		if i >= len(b) {
-			r.i = i
-			return dst, r.eof()
+	b := r.b[r.i:]
+	j := 0
+	for k := range dst {
+		if j >= len(b) {
+			r.i += j
+			return dst[:0], r.eof()
 		}
-		c := b[i]
-		switch {
-		case c <= 0x7f:
-			dst = append(dst, uint32(c))
-			i++
-		case c == 0xce:
-			if len(b)-i < 5 {
-				r.i = i
-				return dst, r.eof()
+		c := b[j]
+		if c <= 0x7f {
+			dst[k] = uint32(c)
+			j++
+			continue
+		}
+		switch c {
+		case 0xcd:
+			if len(b)-j < 3 {
+				r.i += j
+				return dst[:0], r.eof()
 			}
-			dst = append(dst, be32(b[i+1:]))
-			i += 5
-		case c == 0xcd:
-			if len(b)-i < 3 {
-				r.i = i
-				return dst, r.eof()
+			dst[k] = uint32(b[j+1])<<8 | uint32(b[j+2])
+			j += 3
+		case 0xce:
+			if len(b)-j < 5 {
+				r.i += j
+				return dst[:0], r.eof()
 			}
-			dst = append(dst, uint32(b[i+1])<<8|uint32(b[i+2]))
-			i += 3
-		case c == 0xcc:
-			if len(b)-i < 2 {
-				r.i = i
-				return dst, r.eof()
+			dst[k] = uint32(b[j+1])<<24 | uint32(b[j+2])<<16 | uint32(b[j+3])<<8 | uint32(b[j+4])
+			j += 5
+		case 0xcc:
+			if len(b)-j < 2 {
+				r.i += j
+				return dst[:0], r.eof()
 			}
-			dst = append(dst, uint32(b[i+1]))
-			i += 2
+			dst[k] = uint32(b[j+1])
+			j += 2
 		default:
-			r.i = i
+			r.i += j
 			v, neg, err := r.intBits()
 			if err != nil {
-				return dst, err
+				return dst[:0], err
 			}
 			if neg || v > math.MaxUint32 {
-				return dst, r.errf("token id out of range")
+				return dst[:0], r.errf("token id out of range")
 			}
-			dst = append(dst, uint32(v))
-			i = r.i
+			dst[k] = uint32(v)
+			j = 0
+			b = r.b[r.i:]
 		}
 	}
-	r.i = i
+	r.i += j
 	return dst, nil
 }
 
