@@ -109,8 +109,8 @@ func (c *countingIndex) Apply(ep string, _ *kvevents.Event) error {
 	}
 	return nil
 }
-func (c *countingIndex) Clear(string) error                 { return nil }
-func (c *countingIndex) Drop(string) error                  { return nil }
+func (c *countingIndex) Clear(string) error { return nil }
+func (c *countingIndex) Drop(string) error  { return nil }
 
 // BenchmarkEndToEnd: publishers → ZeroMQ over loopback → subscriber →
 // index; each op is one batch of one 4-block BlockStored, published by
