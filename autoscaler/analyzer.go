@@ -53,8 +53,9 @@ type Group struct {
 	// ArrivalRate is Observation.ArrivalRate; NaN when unknown or invalid.
 	ArrivalRate float64
 	// RateLevel and RateTrend are a double-exponential (Holt) forecast of
-	// the arrival rate: the smoothed level (requests/s) and its trend
-	// (requests/s per second). Both are zero until a valid rate was seen.
+	// the arrival rate: the smoothed level (requests/s, time constant
+	// LevelTimeConstant) and its trend (requests/s per second, time constant
+	// TrendTimeConstant). Both are zero until a valid rate was seen.
 	RateLevel, RateTrend float64
 	// Now is the decision time.
 	Now time.Time
@@ -132,7 +133,8 @@ func costPerCapacity(p Pool) float64 {
 // Two changes from WVA, both to avoid its failure modes. Pending replicas are
 // not a reason to block: they enter the averages as empty replicas (spare =
 // the full threshold), so capacity on its way damps further scale-up without
-// freezing the controller. Warming replicas (ready, younger than
+// freezing the controller; saturated replicas then count too, at zero spare,
+// so one pending replica cannot mask a saturated fleet. Warming replicas (ready, younger than
 // Guards.WarmUp) are left out of the averages, since their samples are not
 // yet representative, but their share of the KV load is assumed to be the
 // sampled average. And a scale-up adds k replicas
@@ -221,8 +223,13 @@ func (s Saturation) Analyze(g *Group) Proposal {
 			sumSpareQ += s.QueueThreshold - q
 		}
 	}
-	// Anticipated replicas are empty: full spare.
+	// Anticipated replicas are empty: full spare. Weigh them against the
+	// whole fleet (saturated replicas at zero spare), so that one pending
+	// replica cannot mask a saturated fleet.
 	n := float64(nonSat + anticipated)
+	if anticipated > 0 {
+		n += float64(saturated)
+	}
 	avgKV, avgQ := 0.0, 0.0
 	if n > 0 {
 		avgKV = (sumSpareKV + float64(anticipated)*s.KVThreshold) / n
@@ -313,27 +320,39 @@ func addCheapest(g *Group, want []int, k int) int {
 // TTFT_p(ρ*) ≤ TTFT, so one replica carries λ* = ρ*·μ. The demand it plans
 // for is
 //
-//	λ_plan = max(λ, level + trend·Lookahead)·(1 + Headroom) + backlog/BacklogDrain
+//	λ_plan = (level + max(0, trend·Lookahead − TrendDeadband·level))·(1 + Headroom) + backlog/BacklogDrain
 //
-// where λ is Observation.ArrivalRate (or, when that is unknown, the sum of
-// the replicas' completed-request rates), level and trend are the Holt
-// forecast of λ, and backlog is the gateway queue plus the waiting requests
-// on the replicas. It then picks the cheapest mix of pools (Σ n_i·λ*_i ≥
-// λ_plan, Min_i ≤ n_i ≤ Max_i, minimising Σ n_i·Cost_i; ties go to fewer
-// replicas, then to fewer changes) by branch and bound.
+// where level and trend are the Holt forecast of Observation.ArrivalRate
+// (see Group), and backlog is the gateway queue plus the waiting requests on
+// the replicas. When the arrival rate is unknown, the replicas' summed
+// completion rate stands in for the level, with no trend. It then picks the
+// cheapest mix of pools (Σ n_i·λ*_i ≥ λ_plan, Min_i ≤ n_i ≤ Max_i,
+// minimising Σ n_i·Cost_i; ties go to fewer replicas, then to fewer
+// changes) by branch and bound.
+//
+// Scale-down has a hysteresis band: while the current capacity Σ cur_i·λ*_i
+// covers λ_plan but not λ_plan·(1 + ScaleDownMargin), the counts are kept;
+// below the band the mix is sized for λ_plan·(1 + ScaleDownMargin). This
+// keeps arrival noise from turning into up/down oscillation.
+//
+// The trend deadband keeps the noise of a short-interval arrival rate from
+// reaching the forecast: only the part of the projected rise beyond
+// TrendDeadband × level counts.
 //
 // Zero fields select defaults: Percentile 0.90, MaxUtilization 0.95,
-// BacklogDrain 30 s; Lookahead 0 (no forecast) and Headroom 0. TTFT is
-// required, and every pool needs a positive Profile.MaxRate and a BaseTTFT
-// below TTFT. Set Lookahead to the replicas' start-up time to provision for
-// a rising load before it arrives.
+// BacklogDrain 30 s, ScaleDownMargin 0.10 and TrendDeadband 0.10 (negative:
+// none); Lookahead 0 (no forecast) and Headroom 0. TTFT is required, and every pool needs a
+// positive Profile.MaxRate and a BaseTTFT below TTFT. Set Lookahead to the
+// replicas' start-up time to provision for a rising load before it arrives.
 type QueueingModel struct {
 	TTFT           time.Duration
 	Percentile     float64
 	MaxUtilization float64
 	Lookahead      time.Duration
-	Headroom       float64
-	BacklogDrain   time.Duration
+	Headroom        float64
+	BacklogDrain    time.Duration
+	ScaleDownMargin float64
+	TrendDeadband   float64
 }
 
 func (q QueueingModel) withDefaults() QueueingModel {
@@ -345,6 +364,12 @@ func (q QueueingModel) withDefaults() QueueingModel {
 	}
 	if q.BacklogDrain == 0 {
 		q.BacklogDrain = 30 * time.Second
+	}
+	if q.ScaleDownMargin == 0 {
+		q.ScaleDownMargin = 0.10
+	}
+	if q.TrendDeadband == 0 {
+		q.TrendDeadband = 0.10
 	}
 	return q
 }
@@ -363,6 +388,10 @@ func (q QueueingModel) Validate(cfg *Config) error {
 		return errors.New("queueing: negative lookahead or backlog drain")
 	case !finiteNonNeg(q.Headroom):
 		return fmt.Errorf("queueing: headroom %v", q.Headroom)
+	case math.IsNaN(q.ScaleDownMargin) || math.IsInf(q.ScaleDownMargin, 0):
+		return fmt.Errorf("queueing: scale-down margin %v", q.ScaleDownMargin)
+	case math.IsNaN(q.TrendDeadband) || math.IsInf(q.TrendDeadband, 0):
+		return fmt.Errorf("queueing: trend deadband %v", q.TrendDeadband)
 	}
 	for _, p := range cfg.Pools {
 		if !(p.Profile.MaxRate > 0) {
@@ -410,7 +439,7 @@ func (q QueueingModel) Utilization(p Profile) float64 {
 // Analyze implements Analyzer.
 func (q QueueingModel) Analyze(g *Group) Proposal {
 	q = q.withDefaults()
-	lambda := g.ArrivalRate
+	lambda, level, trend := g.ArrivalRate, g.RateLevel, g.RateTrend
 	src := "arrivals"
 	backlog := float64(g.GatewayQueue)
 	for _, p := range g.Pools {
@@ -431,23 +460,37 @@ func (q QueueingModel) Analyze(g *Group) Proposal {
 			return Proposal{Replicas: g.capacities(), Reason: "queueing: no arrival rate and no samples; hold"}
 		}
 		lambda = sum / float64(n) * float64(warm)
+		level, trend = lambda, 0
 		src = "completions"
 	}
-	plan := lambda
-	if q.Lookahead > 0 {
-		plan = max(plan, g.RateLevel+g.RateTrend*q.Lookahead.Seconds())
+	plan := level
+	if q.Lookahead > 0 && trend > 0 {
+		plan += max(0, trend*q.Lookahead.Seconds()-max(q.TrendDeadband, 0)*level)
 	}
 	plan *= 1 + q.Headroom
 	if q.BacklogDrain > 0 {
 		plan += backlog / q.BacklogDrain.Seconds()
 	}
 	caps := make([]float64, len(g.Pools))
+	have := 0.0
 	for i, p := range g.Pools {
 		caps[i] = q.Utilization(p.Pool.Profile) * p.Pool.Profile.MaxRate
+		have += float64(p.Capacity()) * caps[i]
 	}
-	n := cheapestMix(g, caps, plan)
+	var n []int
+	band := ""
+	margin := max(q.ScaleDownMargin, 0)
+	switch {
+	case have < plan:
+		n = cheapestMix(g, caps, plan)
+	case have <= plan*(1+margin):
+		n = g.capacities()
+		band = fmt.Sprintf(" (within the %.0f%% scale-down band)", 100*margin)
+	default:
+		n = cheapestMix(g, caps, plan*(1+margin))
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "queueing: λ=%.2f/s (%s), backlog %.0f, plan %.2f/s →", lambda, src, backlog, plan)
+	fmt.Fprintf(&b, "queueing: λ=%.2f/s (%s, level %.2f, trend %+.3f/s²), backlog %.0f, plan %.2f/s%s →", lambda, src, level, trend, backlog, plan, band)
 	for i, p := range g.Pools {
 		fmt.Fprintf(&b, " %s %d×%.2f/s", p.Pool.Name, n[i], caps[i])
 	}

@@ -154,14 +154,26 @@ func TestQueueingAnalyze(t *testing.T) {
 		{"rate sized", Group{ArrivalRate: 5 * perReplica}, q, 5, "λ="},
 		{"just above five", Group{ArrivalRate: 5*perReplica + 0.01}, q, 6, ""},
 		{"backlog drains in 30 s", Group{ArrivalRate: 0, GatewayQueue: int(math.Ceil(30 * 2 * perReplica))}, q, 3, "backlog"},
-		{"trend lookahead", Group{ArrivalRate: perReplica, RateLevel: perReplica, RateTrend: perReplica / 60}, QueueingModel{TTFT: time.Second, Lookahead: 2 * time.Minute}, 3, ""},
+		{"trend lookahead", Group{ArrivalRate: perReplica, RateLevel: perReplica, RateTrend: perReplica / 60}, QueueingModel{TTFT: time.Second, Lookahead: 2 * time.Minute, TrendDeadband: -1}, 3, ""},
+		{"trend deadband", Group{ArrivalRate: perReplica, RateLevel: perReplica, RateTrend: perReplica / 60}, QueueingModel{TTFT: time.Second, Lookahead: 2 * time.Minute}, 3, "plan 22.41/s"},
+		{"trend within deadband ignored", Group{ArrivalRate: perReplica, RateLevel: perReplica, RateTrend: perReplica / 1300}, QueueingModel{TTFT: time.Second, Lookahead: 2 * time.Minute}, 2, "plan 7.73/s"},
 		{"headroom", Group{ArrivalRate: 4 * perReplica}, QueueingModel{TTFT: time.Second, Headroom: 0.5}, 6, ""},
 		{"no rate no samples hold", Group{ArrivalRate: math.NaN()}, q, 2, "hold"},
+		{"scale-down band holds", Group{ArrivalRate: 4.6 * perReplica}, q, 5, "within the 10% scale-down band"},
+		{"below the band sizes with margin", Group{ArrivalRate: 3.5 * perReplica}, q, 4, "plan"},
+		{"no margin", Group{ArrivalRate: 3.95 * perReplica}, QueueingModel{TTFT: time.Second, ScaleDownMargin: -1}, 4, "plan"},
+		{"margin keeps one more", Group{ArrivalRate: 3.95 * perReplica}, q, 5, "plan"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := tt.give
+			if g.RateLevel == 0 {
+				g.RateLevel = g.ArrivalRate
+			}
 			g.Pools = []PoolView{{Pool: p, Ready: 2}}
+			if g.ArrivalRate > 3*perReplica && g.ArrivalRate < 5*perReplica {
+				g.Pools[0].Ready = 5
+			}
 			got := tt.model.Analyze(&g)
 			assert.Equal(t, []int{tt.want}, got.Replicas)
 			assert.Contains(t, got.Reason, tt.reason)

@@ -536,16 +536,19 @@ func (d *decider) finish() (Decision, State) {
 	return dec, d.st
 }
 
-// holt is a double-exponential (level + trend) smoother of the arrival rate,
-// with irregular sampling handled by scaling the trend per second.
+// holt is a double-exponential (level + trend) smoother of the arrival rate
+// with time constants instead of fixed weights, so irregular sampling and
+// different loop intervals smooth the same way: each update weighs the new
+// sample by 1 − e^{−dt/τ}.
 type holt struct {
 	level, trend float64
 	at           time.Time
 }
 
+// Smoothing time constants of the arrival-rate forecast.
 const (
-	holtAlpha = 0.5
-	holtBeta  = 0.3
+	LevelTimeConstant = 15 * time.Second
+	TrendTimeConstant = 90 * time.Second
 )
 
 func (h holt) update(x float64, now time.Time) holt {
@@ -556,8 +559,10 @@ func (h holt) update(x float64, now time.Time) holt {
 	if dt <= 0 {
 		return h
 	}
+	alpha := 1 - math.Exp(-dt/LevelTimeConstant.Seconds())
+	beta := 1 - math.Exp(-dt/TrendTimeConstant.Seconds())
 	pred := h.level + h.trend*dt
-	level := holtAlpha*x + (1-holtAlpha)*pred
-	trend := holtBeta*(level-h.level)/dt + (1-holtBeta)*h.trend
-	return holt{level: level, trend: trend, at: now}
+	level := alpha*x + (1-alpha)*pred
+	trend := beta*(level-h.level)/dt + (1-beta)*h.trend
+	return holt{level: max(level, 0), trend: trend, at: now}
 }

@@ -359,7 +359,7 @@ func TestBadInput(t *testing.T) {
 			dec, _ := Decide(cfg, State{}, o, t0)
 			require.NoError(t, dec.Err)
 			assert.Equal(t, 1, dec.Pools[0].Desired, reasons(dec.Pools[0]))
-			assert.Contains(t, reasons(dec.Pools[0]), "(completions)")
+			assert.Contains(t, reasons(dec.Pools[0]), "(completions,")
 		}
 	})
 }

@@ -11,17 +11,18 @@ import (
 )
 
 // Engine is the step-level model of one vLLM replica used by QueueFleet: a
-// continuous-batching scheduler with chunked prefill. Every engine step
-// schedules one decode token for each running request past its prefill,
-// then prefill chunks (running requests first, then new ones admitted FIFO
-// while fewer than MaxSeqs run and their prompt + output fits in the KV
-// cache), up to MaxBatchedTokens tokens, and lasts
+// continuous-batching scheduler with chunked prefill and paged KV memory.
+// Every engine step schedules one decode token for each running request past
+// its prefill, then prefill chunks (running requests first, then new ones
+// admitted FIFO while fewer than MaxSeqs run and the prompt fits in the free
+// KV space), up to MaxBatchedTokens tokens, and lasts
 //
 //	StepBase + StepPerSeq × decodes + StepPerToken × prefill tokens.
 //
-// A request's first token comes at the end of the step that finishes its
-// prefill. KV space for prompt + output is reserved at admission, so there
-// is no preemption (a simplification: vLLM preempts and recomputes).
+// KV use grows by one token per decoded token; when the decodes of a step do
+// not fit, the most recently admitted request is preempted and recomputed
+// later (vLLM's recompute preemption). A request's first token comes at the
+// end of the step that finishes its prefill.
 type Engine struct {
 	MaxSeqs          int
 	MaxBatchedTokens int
@@ -31,10 +32,11 @@ type Engine struct {
 	StepPerToken     time.Duration
 }
 
-// DefaultEngine is a mid-size model on one accelerator: about 9 requests/s
-// at saturation for the Workload below, 45 ms TTFT when idle.
+// DefaultEngine is a mid-size model on one accelerator whose KV cache, not
+// its batch limit, bounds concurrency (as in most vLLM deployments): about
+// 9 requests/s at saturation for DefaultWorkload, 45 ms TTFT when idle.
 func DefaultEngine() Engine {
-	return Engine{MaxSeqs: 48, MaxBatchedTokens: 1024, KVTokens: 64000,
+	return Engine{MaxSeqs: 64, MaxBatchedTokens: 1024, KVTokens: 40000,
 		StepBase: 8 * time.Millisecond, StepPerSeq: 250 * time.Microsecond, StepPerToken: 40 * time.Microsecond}
 }
 
@@ -71,8 +73,10 @@ var _ Fleet = (*QueueFleet)(nil)
 type qseq struct {
 	req            int
 	prompt, output int
+	target         int // tokens to prefill: prompt, plus generated ones after a preemption
 	prefilled      int
 	decoded        int // output tokens produced
+	held           int // KV tokens held
 }
 
 type qreplica struct {
@@ -127,6 +131,8 @@ type qsim struct {
 	desired  int
 	lastAcct float64
 	arrived  int // since last tick
+
+	preemptions int
 }
 
 // Run implements Fleet.
@@ -269,17 +275,35 @@ func (s *qsim) kick(r *qreplica) {
 	}
 	e := s.eng
 	r.stepDecode, r.stepPrefill, r.stepChunk = r.stepDecode[:0], r.stepPrefill[:0], r.stepChunk[:0]
+	// Preempt (newest first) until this step's decode tokens fit.
+	for {
+		decodes := 0
+		for _, q := range r.running {
+			if q.prefilled == q.target {
+				decodes++
+			}
+		}
+		if r.kvUsed+decodes <= e.KVTokens || len(r.running) <= 1 {
+			break
+		}
+		q := r.running[len(r.running)-1]
+		r.running = r.running[:len(r.running)-1]
+		r.kvUsed -= q.held
+		q.held, q.prefilled, q.target = 0, 0, q.prompt+q.decoded
+		r.waiting = append([]*qseq{q}, r.waiting...)
+		s.preemptions++
+	}
 	budget := e.MaxBatchedTokens
 	for _, q := range r.running {
-		if q.prefilled == q.prompt && budget > 0 {
+		if q.prefilled == q.target && budget > 0 {
 			r.stepDecode = append(r.stepDecode, q)
 			budget--
 		}
 	}
 	prefillTokens := 0
 	for _, q := range r.running {
-		if q.prefilled < q.prompt && budget > 0 {
-			c := min(q.prompt-q.prefilled, budget)
+		if q.prefilled < q.target && budget > 0 {
+			c := min(q.target-q.prefilled, budget)
 			r.stepPrefill, r.stepChunk = append(r.stepPrefill, q), append(r.stepChunk, c)
 			budget -= c
 			prefillTokens += c
@@ -287,14 +311,17 @@ func (s *qsim) kick(r *qreplica) {
 	}
 	for len(r.waiting) > 0 && budget > 0 && len(r.running) < e.MaxSeqs {
 		q := r.waiting[0]
-		need := q.prompt + q.output
-		if r.kvUsed+need > e.KVTokens {
+		if q.target == 0 {
+			q.target = q.prompt
+		}
+		if r.kvUsed+q.target > e.KVTokens {
 			break
 		}
 		r.waiting = r.waiting[1:]
-		r.kvUsed += need
+		r.kvUsed += q.target
+		q.held = q.target
 		r.running = append(r.running, q)
-		c := min(q.prompt, budget)
+		c := min(q.target, budget)
 		r.stepPrefill, r.stepChunk = append(r.stepPrefill, q), append(r.stepChunk, c)
 		budget -= c
 		prefillTokens += c
@@ -311,18 +338,22 @@ func (s *qsim) finishStep(r *qreplica) {
 	r.stepEnd = math.NaN()
 	for i, q := range r.stepPrefill {
 		q.prefilled += r.stepChunk[i]
-		if q.prefilled == q.prompt {
+		if q.prefilled == q.target && q.decoded == 0 {
 			q.decoded = 1 // first token sampled at the end of the last prefill step
+			q.held++
+			r.kvUsed++
 			s.out.Requests[q.req].TTFT = time.Duration((s.now - s.out.Requests[q.req].Arrival.Seconds()) * float64(time.Second))
 		}
 	}
 	for _, q := range r.stepDecode {
 		q.decoded++
+		q.held++
+		r.kvUsed++
 	}
 	kept := r.running[:0]
 	for _, q := range r.running {
-		if q.prefilled == q.prompt && q.decoded >= q.output {
-			r.kvUsed -= q.prompt + q.output
+		if q.prefilled == q.target && q.decoded >= q.output {
+			r.kvUsed -= q.held
 			r.completed++
 			s.out.Completed++
 			continue

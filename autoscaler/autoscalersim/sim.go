@@ -238,10 +238,12 @@ func (h Hold) Tick(now time.Time, obs autoscaler.Observation) autoscaler.Decisio
 
 // ProfileFleet measures one replica of f the way an offline benchmark would:
 // MaxRate is the completion rate of a single replica under a saturating
-// load (rate, over d), BaseTTFT the median TTFT at a trickle (0.2 req/s).
+// load (rate, over d), Concurrency the mean number of running requests
+// then, and BaseTTFT the median TTFT at a trickle (0.2 req/s).
 func ProfileFleet(f Fleet, rate float64, d time.Duration) (autoscaler.Profile, error) {
 	sat := Scenario{Name: "profile-saturated", Rate: []Point{{Rate: rate}}, Duration: d, InitialReplicas: 1, Seed: 99}
-	out, err := f.Run(sat, Hold(d))
+	rec := &runningRecorder{Hold: Hold(5 * time.Second), from: d / 5}
+	out, err := f.Run(sat, rec)
 	if err != nil {
 		return autoscaler.Profile{}, err
 	}
@@ -254,7 +256,34 @@ func ProfileFleet(f Fleet, rate float64, d time.Duration) (autoscaler.Profile, e
 	for _, q := range out2.Requests {
 		ttfts = append(ttfts, q.TTFT)
 	}
-	return autoscaler.Profile{MaxRate: float64(out.Completed) / d.Seconds(), BaseTTFT: quantile(ttfts, 0.5)}, nil
+	conc := 1
+	if rec.n > 0 {
+		conc = max(1, int(math.Round(rec.sum/float64(rec.n))))
+	}
+	return autoscaler.Profile{MaxRate: float64(out.Completed) / d.Seconds(), BaseTTFT: quantile(ttfts, 0.5), Concurrency: conc}, nil
+}
+
+// runningRecorder holds the fleet and averages the running requests seen
+// after from.
+type runningRecorder struct {
+	Hold
+	from time.Duration
+	sum  float64
+	n    int
+}
+
+func (r *runningRecorder) Tick(now time.Time, obs autoscaler.Observation) autoscaler.Decision {
+	if now.Sub(Epoch) >= r.from {
+		for _, p := range obs.Pools {
+			for _, rep := range p.Replicas {
+				if rep.Ready {
+					r.sum += rep.Metrics.Running
+					r.n++
+				}
+			}
+		}
+	}
+	return r.Hold.Tick(now, obs)
 }
 
 // DecideController adapts autoscaler.Decide to a Controller, holding the

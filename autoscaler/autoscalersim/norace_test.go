@@ -1,0 +1,5 @@
+//go:build !race
+
+package autoscalersim
+
+const raceEnabled = false
