@@ -345,10 +345,10 @@ func addCheapest(g *Group, want []int, k int) int {
 // positive Profile.MaxRate and a BaseTTFT below TTFT. Set Lookahead to the
 // replicas' start-up time to provision for a rising load before it arrives.
 type QueueingModel struct {
-	TTFT           time.Duration
-	Percentile     float64
-	MaxUtilization float64
-	Lookahead      time.Duration
+	TTFT            time.Duration
+	Percentile      float64
+	MaxUtilization  float64
+	Lookahead       time.Duration
 	Headroom        float64
 	BacklogDrain    time.Duration
 	ScaleDownMargin float64
