@@ -224,12 +224,38 @@ func parseModel(raw []byte) (*modelJSON, error) {
 	return m, nil
 }
 
+// buildVocab registers the added tokens the way HF's AddedVocabulary::add_tokens does: a token
+// whose content is already known keeps that id; any other gets the next free id counting from
+// the model's vocabulary size. The "id" written in the file is not used (HF only warns).
 func (t *Tokenizer) buildVocab(added []addedToken) error {
+	vocab := t.model.vocab
+	t.added = make(map[string]uint32, len(added))
+	next := uint32(len(vocab))
+	toks := make([]addedToken, 0, len(added))
+	for _, a := range added {
+		if a.Content == "" {
+			continue
+		}
+		if !utf8.ValidString(a.Content) {
+			return fmt.Errorf("tokenizer: added token %q is not valid UTF-8", a.Content)
+		}
+		if id, ok := t.added[a.Content]; ok {
+			a.ID = id
+		} else if id, ok := vocab[a.Content]; ok {
+			a.ID = id
+		} else {
+			a.ID = next
+			next++
+		}
+		t.added[a.Content] = a.ID
+		toks = append(toks, a)
+	}
+	t.vocabSize = len(vocab) + int(next-uint32(len(vocab)))
 	maxID := -1
-	for _, id := range t.model.vocab {
+	for _, id := range vocab {
 		maxID = max(maxID, int(id))
 	}
-	for _, a := range added {
+	for _, a := range toks {
 		maxID = max(maxID, int(a.ID))
 	}
 	if maxID >= 1<<26 {
@@ -238,22 +264,11 @@ func (t *Tokenizer) buildVocab(added []addedToken) error {
 	t.tokens = make([]string, maxID+1)
 	t.known = make([]bool, maxID+1)
 	t.special = make([]bool, maxID+1)
-	for tok, id := range t.model.vocab {
+	for tok, id := range vocab {
 		t.tokens[id], t.known[id] = tok, true
 	}
-	t.vocabSize = len(t.model.vocab)
-	t.added = make(map[string]uint32, len(added))
 	var raw, normd []addedToken
-	for _, a := range added {
-		if !utf8.ValidString(a.Content) {
-			return fmt.Errorf("tokenizer: added token %d is not valid UTF-8", a.ID)
-		}
-		if _, ok := t.model.vocab[a.Content]; !ok {
-			if _, dup := t.added[a.Content]; !dup {
-				t.vocabSize++
-			}
-		}
-		t.added[a.Content] = a.ID
+	for _, a := range toks {
 		tok := a.Content
 		if a.Normalized {
 			if t.normalizer != nil {
