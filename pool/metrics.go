@@ -49,38 +49,50 @@ const (
 	kCount
 )
 
-func kindOf(name []byte) int {
-	switch string(name) { // compiled to a comparison without conversion
-	case "vllm:num_requests_running":
-		return kVRunning
-	case "vllm:num_requests_waiting":
-		return kVWaiting
-	case "vllm:kv_cache_usage_perc":
-		return kVKV
-	case "vllm:gpu_cache_usage_perc":
-		return kVKVOld
-	case "vllm:prefix_cache_queries_total":
-		return kVPQ
-	case "vllm:prefix_cache_hits_total":
-		return kVPH
-	case "vllm:gpu_prefix_cache_queries_total":
-		return kVPQOld
-	case "vllm:gpu_prefix_cache_hits_total":
-		return kVPHOld
-	case "vllm:cache_config_info":
-		return kVCacheCfg
-	case "vllm:lora_requests_info":
-		return kVLoRA
-	case "sglang:num_running_reqs":
-		return kSRunning
-	case "sglang:num_queue_reqs":
-		return kSWaiting
-	case "sglang:token_usage":
-		return kSKV
-	case "sglang:cache_config_info":
-		return kSCacheCfg
+// candidates lists the series ParseMetrics reads, by the first byte after the
+// engine prefix, so that a line of any other series is skipped after a couple
+// of byte comparisons.
+var candidates = [2][256][]struct {
+	name string // without the prefix
+	kind int
+}{
+	0: { // "vllm:"
+		'n': {{"num_requests_running", kVRunning}, {"num_requests_waiting", kVWaiting}},
+		'k': {{"kv_cache_usage_perc", kVKV}},
+		'g': {{"gpu_cache_usage_perc", kVKVOld}, {"gpu_prefix_cache_queries_total", kVPQOld}, {"gpu_prefix_cache_hits_total", kVPHOld}},
+		'p': {{"prefix_cache_queries_total", kVPQ}, {"prefix_cache_hits_total", kVPH}},
+		'c': {{"cache_config_info", kVCacheCfg}},
+		'l': {{"lora_requests_info", kVLoRA}},
+	},
+	1: { // "sglang:"
+		'n': {{"num_running_reqs", kSRunning}, {"num_queue_reqs", kSWaiting}},
+		't': {{"token_usage", kSKV}},
+		'c': {{"cache_config_info", kSCacheCfg}},
+	},
+}
+
+// kindOf returns the kind of the series named at the start of line and the
+// length of its name, or kNone.
+func kindOf(line []byte) (int, int) {
+	var engine, pre int
+	switch {
+	case len(line) > 5 && string(line[:5]) == "vllm:":
+		engine, pre = 0, 5
+	case len(line) > 7 && string(line[:7]) == "sglang:":
+		engine, pre = 1, 7
+	default:
+		return kNone, 0
 	}
-	return kNone
+	rest := line[pre:]
+	for _, c := range candidates[engine][rest[0]] {
+		if len(rest) > len(c.name) && string(rest[:len(c.name)]) == c.name {
+			switch rest[len(c.name)] {
+			case '{', ' ', '\t':
+				return c.kind, pre + len(c.name)
+			}
+		}
+	}
+	return kNone, 0
 }
 
 var kindName = [kCount]string{
@@ -152,27 +164,7 @@ func (p *pageParser) parse(b []byte) error {
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
 		}
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		i := 0
-		for i < len(line) && isNameByte(line[i], i == 0) {
-			i++
-		}
-		if i == 0 {
-			if line[0] == '{' { // Prometheus 3 quoted-name form: not something we read
-				continue
-			}
-			j := 0
-			for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
-				j++
-			}
-			if j == len(line) {
-				continue
-			}
-			return p.errorf("line does not start with a metric name")
-		}
-		k := kindOf(line[:i])
+		k, i := kindOf(line) // comments, blank lines and other series: kNone
 		if k == kNone {
 			continue
 		}
@@ -454,10 +446,6 @@ func skipBlank(b []byte) []byte {
 		b = b[1:]
 	}
 	return b
-}
-
-func isNameByte(c byte, first bool) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' || !first && c >= '0' && c <= '9'
 }
 
 func isLabelByte(c byte, first bool) bool {

@@ -13,6 +13,9 @@ import (
 )
 
 func golden(t testing.TB) []byte {
+	if t == nil {
+		t = &testing.T{}
+	}
 	b, err := os.ReadFile("testdata/vllm-metrics-sample.txt")
 	require.NoError(t, err)
 	return b
@@ -115,7 +118,8 @@ func TestParseMetrics(t *testing.T) {
 			want: pool.Metrics{Engine: pool.EngineVLLM, Running: 3, Waiting: 1, KVCacheUsage: 0.25, KVCacheUsageMax: 0.25, Engines: 1},
 		},
 		{name: "empty page", give: "", wantErr: "required metrics missing: none of"},
-		{name: "html error page", give: "<html><body>502 Bad Gateway</body></html>\n", wantErr: "does not start with a metric name"},
+		{name: "html error page", give: "<html><body>502 Bad Gateway</body></html>\n", wantErr: "required metrics missing: none of"},
+		{name: "similar names are not ours", give: page(`vllm:num_requests_running_max 1`, `vllm:num_requests_waitingx 1`, `vllm:kv_cache_usage_perc:avg 1`), wantErr: "required metrics missing: none of"},
 		{name: "missing waiting", give: page(`vllm:num_requests_running{engine="0"} 1`, `vllm:kv_cache_usage_perc{engine="0"} 0.1`), wantErr: "required metrics missing: vllm:num_requests_waiting"},
 		{name: "missing usage", give: page(`vllm:num_requests_running 1`, `vllm:num_requests_waiting 1`), wantErr: "vllm:kv_cache_usage_perc (or vllm:gpu_cache_usage_perc)"},
 		{name: "missing sglang usage", give: page(`sglang:num_running_reqs 1`, `sglang:num_queue_reqs 1`), wantErr: "sglang:token_usage"},

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +26,10 @@ import (
 // A Scraper is safe for concurrent use. It starts no goroutine until [Scraper.Run]
 // or [Scraper.Scrape] is called.
 type Scraper struct {
-	pool   *Pool
-	cfg    config
-	header http.Header // shared, read-only
+	pool     *Pool
+	cfg      config
+	fallback *http.Client // for non-http URLs when cfg.client is nil
+	header   http.Header  // shared, read-only
 
 	running atomic.Bool
 
@@ -35,13 +38,37 @@ type Scraper struct {
 	version uint64
 }
 
-// target is the scraper's private state for one endpoint membership.
+// target is the scraper's private state for one endpoint membership. Whoever
+// sets busy (a scrape, or a cleanup) owns ep, url, h1 and buf until it clears
+// it.
 type target struct {
-	busy atomic.Bool
-	// Written by the tick goroutine while not busy, read by the scrape goroutine.
+	busy    atomic.Bool
+	removed atomic.Bool // the endpoint left the pool, or Run ended: close h1 when idle
+
 	ep  *Endpoint
 	url string
-	buf bytes.Buffer // reused page buffer, only touched while busy
+	h1  *http1       // nil when scraping through net/http
+	buf bytes.Buffer // reused page buffer
+}
+
+// closeIfIdle closes the target's connection unless a scrape is using it (that
+// scrape closes it when it ends, having seen removed).
+func (tg *target) closeIfIdle() {
+	tg.removed.Store(true)
+	if tg.busy.CompareAndSwap(false, true) {
+		if tg.h1 != nil {
+			tg.h1.close()
+		}
+		tg.busy.Store(false)
+	}
+}
+
+// release ends a scrape.
+func (tg *target) release() {
+	tg.busy.Store(false)
+	if tg.removed.Load() {
+		tg.closeIfIdle()
+	}
 }
 
 // Option configures a [Scraper].
@@ -53,7 +80,7 @@ type config struct {
 	staleAfter time.Duration
 	maxPage    int64
 	clock      func() time.Time
-	client     *http.Client
+	client     *http.Client // nil: http1 for http URLs, defaultClient for others
 	url        func(*Endpoint) string
 }
 
@@ -82,11 +109,13 @@ func WithMaxPageSize(n int64) Option { return optionFunc(func(c *config) { c.max
 // The default is time.Now.
 func WithClock(now func() time.Time) Option { return optionFunc(func(c *config) { c.clock = now }) }
 
-// WithHTTPClient sets the client used for scrapes (for TLS or custom
-// dialing). Its Timeout, if any, applies on top of WithTimeout. The default
-// client keeps connections alive, does not use proxies from the environment
-// and asks for uncompressed pages (decompressing costs more CPU than the
-// bytes it saves on a cluster network).
+// WithHTTPClient makes scrapes go through c (for custom TLS, dialing or
+// proxies). Its Timeout, if any, applies on top of WithTimeout. By default
+// http:// URLs are fetched by the scraper's own minimal HTTP/1.1 client (one
+// keep-alive connection per endpoint; several times cheaper in CPU than
+// net/http, see BENCHMARKS.md) and https:// URLs by a net/http client that
+// ignores proxy environment variables. Both ask for uncompressed pages:
+// decompressing costs more CPU than the bytes save on a cluster network.
 func WithHTTPClient(c *http.Client) Option { return optionFunc(func(cfg *config) { cfg.client = c }) }
 
 // WithURL sets how an endpoint's metrics URL is built. The default is
@@ -129,9 +158,11 @@ func NewScraper(p *Pool, opts ...Option) (*Scraper, error) {
 	case cfg.clock == nil || cfg.url == nil:
 		return nil, errors.New("pool: NewScraper: nil clock or URL function")
 	}
+	var fallback *http.Client
 	if cfg.client == nil {
-		cfg.client = &http.Client{Transport: &http.Transport{
+		fallback = &http.Client{Transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   cfg.timeout,
 			MaxIdleConnsPerHost:   2,
 			IdleConnTimeout:       90 * time.Second,
 			DisableCompression:    true,
@@ -142,7 +173,7 @@ func NewScraper(p *Pool, opts ...Option) (*Scraper, error) {
 	h.Set("Accept", "text/plain;version=0.0.4")
 	h.Set("Accept-Encoding", "identity")
 	h.Set("User-Agent", "routekit-pool")
-	return &Scraper{pool: p, cfg: cfg, header: h, targets: map[*live]*target{}}, nil
+	return &Scraper{pool: p, cfg: cfg, fallback: fallback, header: h, targets: map[*live]*target{}}, nil
 }
 
 // Run scrapes every endpoint of the pool at the configured interval until ctx
@@ -154,6 +185,7 @@ func (s *Scraper) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 	var wg sync.WaitGroup
+	defer s.closeIdle()
 	defer wg.Wait()
 	t := time.NewTicker(s.cfg.interval)
 	defer t.Stop()
@@ -201,13 +233,13 @@ func (s *Scraper) tick(ctx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		if tg.ep != ep { // first scrape, or the endpoint's description changed
-			tg.ep, tg.url = ep, s.cfg.url(ep)
+			s.setEndpoint(tg, ep)
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.scrape(ctx, tg, l)
-			tg.busy.Store(false)
+			tg.release()
 		}()
 	}
 }
@@ -221,26 +253,64 @@ func (s *Scraper) reconcile(snap *Snapshot) {
 			s.targets[ep.live] = &target{}
 		}
 	}
-	for l := range s.targets {
+	for l, tg := range s.targets {
 		if !seen[l] {
 			delete(s.targets, l)
+			tg.closeIfIdle()
 		}
 	}
 	s.version = snap.version
 }
 
+// closeIdle closes the kept-alive connections of every target not being
+// scraped; Run calls it when it ends. The targets stay usable.
+func (s *Scraper) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tg := range s.targets {
+		if tg.busy.CompareAndSwap(false, true) {
+			if tg.h1 != nil {
+				tg.h1.close()
+			}
+			tg.busy.Store(false)
+		}
+	}
+}
+
+// setEndpoint points tg at ep's (possibly new) URL; tg must be busy.
+func (s *Scraper) setEndpoint(tg *target, ep *Endpoint) {
+	u := s.cfg.url(ep)
+	if u == tg.url && tg.ep != nil {
+		tg.ep = ep
+		return
+	}
+	if tg.h1 != nil {
+		tg.h1.close()
+		tg.h1 = nil
+	}
+	tg.ep, tg.url = ep, u
+	if s.cfg.client != nil {
+		return
+	}
+	if pu, err := url.Parse(u); err == nil && pu.Scheme == "http" && pu.Host != "" && pu.User == nil {
+		addr := pu.Host
+		if pu.Port() == "" {
+			addr = net.JoinHostPort(pu.Hostname(), "80")
+		}
+		tg.h1 = newHTTP1(addr, pu.RequestURI(), pu.Host)
+	}
+}
+
 // scrape fetches and parses one page and records the outcome in l.
-func (s *Scraper) scrape(parent context.Context, tg *target, l *live) {
-	ctx, cancel := context.WithTimeout(parent, s.cfg.timeout)
-	defer cancel()
+func (s *Scraper) scrape(ctx context.Context, tg *target, l *live) {
 	m, err := s.fetch(ctx, tg)
-	if parent.Err() != nil {
+	if ctx.Err() != nil {
 		return // shutting down: not the endpoint's fault
 	}
 	now := s.cfg.clock()
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			err = fmt.Errorf("pool: scrape %q: timed out after %v: %w", tg.ep.ID, s.cfg.timeout, err)
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("pool: scrape %q: timed out after %v: %w (%w)", tg.ep.ID, s.cfg.timeout, context.DeadlineExceeded, err)
 		} else {
 			err = fmt.Errorf("pool: scrape %q: %w", tg.ep.ID, err)
 		}
@@ -253,36 +323,24 @@ func (s *Scraper) scrape(parent context.Context, tg *target, l *live) {
 }
 
 func (s *Scraper) fetch(ctx context.Context, tg *target) (*Metrics, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.url, nil)
-	if err != nil {
-		return nil, err
+	var page []byte
+	if tg.h1 != nil {
+		// Deadlines on connections follow the real clock, not the injected one.
+		code, reason, body, err := tg.h1.get(ctx, time.Now().Add(s.cfg.timeout), s.cfg.maxPage, &tg.buf)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", tg.url, err)
+		}
+		if code != http.StatusOK {
+			return nil, fmt.Errorf("GET %s: HTTP %d %s", tg.url, code, reason)
+		}
+		page = body
+	} else {
+		if err := s.fetchNetHTTP(ctx, tg); err != nil {
+			return nil, err
+		}
+		page = tg.buf.Bytes()
 	}
-	req.Header = s.header
-	resp, err := s.cfg.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		// Read a little so a short error page does not cost the connection.
-		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-		return nil, fmt.Errorf("GET %s: HTTP %s", tg.url, resp.Status)
-	}
-	if resp.ContentLength > s.cfg.maxPage {
-		return nil, fmt.Errorf("GET %s: %w: Content-Length %d > %d bytes", tg.url, ErrPageTooLarge, resp.ContentLength, s.cfg.maxPage)
-	}
-	tg.buf.Reset()
-	if resp.ContentLength > 0 {
-		tg.buf.Grow(int(resp.ContentLength))
-	}
-	n, err := tg.buf.ReadFrom(io.LimitReader(resp.Body, s.cfg.maxPage+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: reading page: %w", tg.url, err)
-	}
-	if n > s.cfg.maxPage {
-		return nil, fmt.Errorf("GET %s: %w: more than %d bytes", tg.url, ErrPageTooLarge, s.cfg.maxPage)
-	}
-	m, err := ParseMetrics(tg.buf.Bytes())
+	m, err := ParseMetrics(page)
 	if tg.buf.Cap() > 1<<20 { // do not hold on to a huge buffer per endpoint
 		tg.buf = bytes.Buffer{}
 	}
@@ -290,4 +348,44 @@ func (s *Scraper) fetch(ctx context.Context, tg *target) (*Metrics, error) {
 		return nil, fmt.Errorf("GET %s: %w", tg.url, err)
 	}
 	return &m, nil
+}
+
+// fetchNetHTTP reads the page into tg.buf through net/http.
+func (s *Scraper) fetchNetHTTP(ctx context.Context, tg *target) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header = s.header
+	client := s.cfg.client
+	if client == nil {
+		client = s.fallback
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// Read a little so a short error page does not cost the connection.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		return fmt.Errorf("GET %s: HTTP %s", tg.url, resp.Status)
+	}
+	if resp.ContentLength > s.cfg.maxPage {
+		return fmt.Errorf("GET %s: %w: Content-Length %d > %d bytes", tg.url, ErrPageTooLarge, resp.ContentLength, s.cfg.maxPage)
+	}
+	tg.buf.Reset()
+	if resp.ContentLength > 0 {
+		tg.buf.Grow(int(resp.ContentLength))
+	}
+	n, err := tg.buf.ReadFrom(io.LimitReader(resp.Body, s.cfg.maxPage+1))
+	if err != nil {
+		return fmt.Errorf("GET %s: reading page: %w", tg.url, err)
+	}
+	if n > s.cfg.maxPage {
+		return fmt.Errorf("GET %s: %w: more than %d bytes", tg.url, ErrPageTooLarge, s.cfg.maxPage)
+	}
+	return nil
 }

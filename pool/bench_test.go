@@ -1,0 +1,252 @@
+package pool_test
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/routekit/routekit/pool"
+)
+
+// serverEnv makes the test binary serve n fake vLLM endpoints instead of
+// running tests: the scrape benchmarks put the servers in a child process so
+// that getrusage of the benchmark process counts the scraper's CPU only.
+const serverEnv = "ROUTEKIT_POOL_BENCH_SERVERS"
+
+func TestMain(m *testing.M) {
+	if n, err := strconv.Atoi(os.Getenv(serverEnv)); err == nil {
+		serveFleet(n)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// serveFleet listens on n loopback ports, prints their addresses and serves
+// a two-engine vLLM page until stdin closes. Like uvicorn, it writes each
+// response with one write call; it gzips the body when asked, as
+// prometheus_client does.
+func serveFleet(n int) {
+	page := bigPage(nil, 2)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(page)
+	_ = zw.Close()
+	const hdr = "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"
+	plain := append([]byte(fmt.Sprintf(hdr+"content-length: %d\r\n\r\n", len(page))), page...)
+	zipped := append([]byte(fmt.Sprintf(hdr+"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n", gz.Len())), gz.Bytes()...)
+	serve := func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for {
+			gzipOK := false
+			for {
+				line, err := r.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(bytes.TrimSpace(line)) == 0 {
+					break
+				}
+				if bytes.HasPrefix(bytes.ToLower(line), []byte("accept-encoding:")) && bytes.Contains(line, []byte("gzip")) {
+					gzipOK = true
+				}
+			}
+			resp := plain
+			if gzipOK {
+				resp = zipped
+			}
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+	}
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go serve(c)
+			}
+		}()
+		fmt.Println(ln.Addr().String())
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// startFleet starts the child process and returns its n addresses.
+func startFleet(b *testing.B, n int) []string {
+	exe, err := os.Executable()
+	require.NoError(b, err)
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), serverEnv+"="+strconv.Itoa(n))
+	stdin, err := cmd.StdinPipe()
+	require.NoError(b, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(b, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(b, cmd.Start())
+	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	var addrs []string
+	for len(addrs) < n && sc.Scan() {
+		addrs = append(addrs, sc.Text())
+	}
+	require.Len(b, addrs, n)
+	return addrs
+}
+
+func cpuTime() time.Duration {
+	u, s := cpuTimes()
+	return u + s
+}
+
+func cpuTimes() (user, sys time.Duration) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// BenchmarkParseMetrics parses real-format vLLM pages: the golden sample (one
+// engine, 143 series with 7 histograms) and copies of it for 2, 4 and 8 data-
+// parallel engines, with ParseMetrics and with the expfmt-based baseline.
+func BenchmarkParseMetrics(b *testing.B) {
+	for _, engines := range []int{1, 2, 4, 8} {
+		page := bigPage(b, engines)
+		series := bytes.Count(page, []byte("\nvllm:")) + 1
+		for _, impl := range []struct {
+			name  string
+			parse func([]byte) (pool.Metrics, error)
+		}{{"routekit", pool.ParseMetrics}, {"expfmt", parseExpfmt}} {
+			b.Run(fmt.Sprintf("series=%d/bytes=%d/%s", series, len(page), impl.name), func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(page)))
+				for b.Loop() {
+					if _, err := impl.parse(page); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkScrapeRound measures one scrape round of n endpoints served by a
+// child process over loopback TCP, each page a 2-engine vLLM page (286 series,
+// ~35 KB). Besides wall time per round it reports the scraper process's CPU
+// time per round (getrusage) and what that costs as a share of one core at a
+// 50 ms interval. "naive" is the straightforward loop: a goroutine per
+// endpoint, the default HTTP client (which asks for gzip), and expfmt.
+func BenchmarkScrapeRound(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		addrs := startFleet(b, n)
+		b.Run(fmt.Sprintf("endpoints=%d/routekit", n), func(b *testing.B) {
+			p := pool.New()
+			for i, a := range addrs {
+				require.NoError(b, p.Store(pool.Endpoint{ID: fmt.Sprint("ep-", i), Address: a}))
+			}
+			s, err := pool.NewScraper(p)
+			require.NoError(b, err)
+			ctx := context.Background()
+			s.Scrape(ctx) // warm connections
+			for _, e := range p.Snapshot().Endpoints() {
+				require.NoError(b, e.Status().Err)
+			}
+			reportCPU(b, func() { s.Scrape(ctx) })
+		})
+		b.Run(fmt.Sprintf("endpoints=%d/naive", n), func(b *testing.B) {
+			client := &http.Client{Timeout: 30 * time.Second}
+			round := func() {
+				var wg sync.WaitGroup
+				for _, a := range addrs {
+					wg.Go(func() {
+						resp, err := client.Get("http://" + a + "/metrics")
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						body, err := io.ReadAll(resp.Body)
+						_ = resp.Body.Close()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if _, err := parseExpfmt(body); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+			}
+			round()
+			reportCPU(b, round)
+		})
+	}
+}
+
+func reportCPU(b *testing.B, round func()) {
+	b.ReportAllocs()
+	u0, s0 := cpuTimes()
+	rounds := 0
+	for b.Loop() {
+		round()
+		rounds++
+	}
+	u1, s1 := cpuTimes()
+	perRound := float64((u1-u0)+(s1-s0)) / float64(rounds)
+	b.ReportMetric(perRound, "cpu-ns/round")
+	b.ReportMetric(float64(s1-s0)/float64(rounds), "sys-ns/round")
+	b.ReportMetric(100*perRound/float64(50*time.Millisecond), "%core@50ms")
+}
+
+// BenchmarkRun runs the scraper as deployed, Run at a 50 ms interval against
+// 100 endpoints, for a fixed 40 ticks per iteration, and reports the CPU it
+// used as a share of one core.
+func BenchmarkRun(b *testing.B) {
+	const n, ticks = 100, 40
+	addrs := startFleet(b, n)
+	p := pool.New()
+	for i, a := range addrs {
+		require.NoError(b, p.Store(pool.Endpoint{ID: fmt.Sprint("ep-", i), Address: a}))
+	}
+	s, err := pool.NewScraper(p, pool.WithInterval(50*time.Millisecond))
+	require.NoError(b, err)
+	s.Scrape(context.Background())
+	b.ReportAllocs()
+	var cpu, wall time.Duration
+	for b.Loop() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		c0, w0 := cpuTime(), time.Now()
+		go func() { _ = s.Run(ctx); close(done) }()
+		time.Sleep(ticks * 50 * time.Millisecond)
+		cancel()
+		<-done
+		cpu += cpuTime() - c0
+		wall += time.Since(w0)
+	}
+	for _, e := range p.Snapshot().Endpoints() {
+		require.NoError(b, e.Status().Err)
+	}
+	b.ReportMetric(100*float64(cpu)/float64(wall), "%core")
+}
