@@ -402,3 +402,42 @@ func freeEndpoint(t testing.TB) string {
 var futureEvent = []byte("\x93\xcb\x41\xda\x55\x6e\x40\x20\x00\x00\x91\x82\xa4type\xabFutureEvent\xa1x\x01\x00")
 
 var _ = zmq4.NewSub
+
+// TestBindDataParallelRanks: engines of rank r connect to the bind port + r
+// (vLLM offsets the port it connects to); the subscriber binds one socket
+// per rank and keys the sources by topic and rank. It also checks the lag
+// metric against an injected clock.
+func TestBindDataParallelRanks(t *testing.T) {
+	ep := freeEndpointPair(t)
+	idx := &fakeIndex{}
+	now := time.Unix(1767225610, 500_000_000)
+	sub := newSubscriber(t, idx, kvevents.WithBind(ep, 2), kvevents.WithClock(func() time.Time { return now }))
+	runSubscriber(t, sub)
+	for rank, id := range []string{"10.0.0.9:8000", "10.0.0.9:8000@dp1"} {
+		p := newPublisher(t, kvpublish.Config{Endpoint: ep, Topic: "kv@10.0.0.9:8000@m", Mode: kvpublish.ModeConnect,
+			DataParallelRank: rank})
+		runPublisher(t, p)
+		next := uint64(rank * 1000)
+		publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts(id)) > 0 })
+	}
+	assert.Equal(t, 2, sub.Stats().Sources)
+	assert.Equal(t, 10*time.Second, sub.Stats().Lag)
+}
+
+// freeEndpointPair returns a loopback endpoint whose port and the next one
+// were free a moment ago.
+func freeEndpointPair(t testing.TB) string {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		p := l.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
+		l.Close()
+		if err == nil {
+			l2.Close()
+			return "tcp://127.0.0.1:" + strconv.Itoa(p)
+		}
+	}
+	t.Fatal("no two consecutive free ports")
+	return ""
+}
