@@ -68,8 +68,17 @@
 // Lookup resolves the candidate names once, then walks the keys. Per block it
 // visits only that block's holders, marks the candidates seen, and keeps per
 // candidate the start of its current run of equal tiers, so tiers are summed
-// per run, not per block. Cost: O(Σ holders of the matched blocks + candidates),
-// zero allocations (pooled scratch, generation-tagged so it is never cleared).
+// per run, not per block. Before walking a batch of blocks it touches their
+// slots, so that their cache and TLB misses overlap. Once the first 64 blocks
+// are walked, it jumps: it probes one block 64 ahead, and if every live
+// candidate holds it in the tier of its current run, the blocks in between
+// count alike; otherwise it walks them one by one. This is exact when in each
+// tier an endpoint holds a prefix of a chain, which vLLM guarantees (a block is
+// only used with its prefix and blocks are freed tail first);
+// WithJumpSearch(0) walks every block whatever the holdings. Cost: O(Σ holders
+// of the probed blocks + candidates), about len(keys)/64 probes for a long
+// prompt whose matches end near the end, zero allocations (pooled scratch,
+// generation-tagged so it is never cleared).
 //
 // Each location has a reverse map (key → tiers, engine hash, learned deadline,
 // recently-used bit), an engine-hash map, a FIFO of its keys and a queue of
@@ -77,7 +86,8 @@
 // O(blocks of that location), never a full scan. Capacity is in (block,
 // location) entries; past it, the writer evicts from itself if it holds at
 // least its share, else from the largest location, in CLOCK order (oldest
-// first, a second chance for entries touched by Learn or stored again).
+// first, a second chance for entries touched by Learn or stored again; within
+// one write, the chain's tail is queued first, so it goes before its prefix).
 //
 // # Concurrency
 //

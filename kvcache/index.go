@@ -157,7 +157,11 @@ type config struct {
 	learnedTTL time.Duration
 	learnedCap int
 	clock      func() time.Time
+	jump       int
 }
+
+// DefaultJumpStride is Lookup's default jump search stride (WithJumpSearch).
+const DefaultJumpStride = 64
 
 // Option configures an Index.
 type Option interface{ apply(*config) }
@@ -184,6 +188,19 @@ func WithLearnedTTL(d time.Duration) Option { return optionFunc(func(c *config) 
 // example with the server's num_gpu_blocks.
 func WithLearnedCapacity(n int) Option { return optionFunc(func(c *config) { c.learnedCap = n }) }
 
+// WithJumpSearch makes Lookup probe one block every stride blocks instead of
+// every block while all candidates keep matching in the same tier, walking
+// block by block only where one drops out or changes tier (Dynamo's jump
+// search). It is exact when, in each tier, an endpoint holds a prefix of a
+// chain, which is what vLLM's prefix cache guarantees (a block is used only
+// with its prefix, and freed tail first). Where that does not hold (say a hole
+// left by WithCapacity eviction), a match may count up to stride-1 blocks the
+// endpoint lacks. Endpoints matching through a shared storage are always
+// walked block by block. It cuts the cost of long prompts by up to the
+// stride. The default is DefaultJumpStride; 0 walks every block, exactly
+// whatever the holdings.
+func WithJumpSearch(stride int) Option { return optionFunc(func(c *config) { c.jump = stride }) }
+
 // WithClock sets the clock used for learned entries' TTL (default time.Now).
 func WithClock(now func() time.Time) Option { return optionFunc(func(c *config) { c.clock = now }) }
 
@@ -196,6 +213,7 @@ func New(keyer Keyer, opts ...Option) (*Index, error) {
 		learnedTTL: DefaultLearnedTTL,
 		learnedCap: DefaultLearnedCapacity,
 		clock:      time.Now,
+		jump:       DefaultJumpStride,
 	}
 	for _, o := range opts {
 		o.apply(&cfg)
@@ -209,6 +227,8 @@ func New(keyer Keyer, opts ...Option) (*Index, error) {
 		return nil, fmt.Errorf("kvcache: learned capacity %d: must not be negative", cfg.learnedCap)
 	case cfg.clock == nil:
 		return nil, errors.New("kvcache: nil clock")
+	case cfg.jump < 0 || cfg.jump == 1:
+		return nil, fmt.Errorf("kvcache: jump stride %d: must be 0 (off) or at least 2", cfg.jump)
 	}
 	x := &Index{keyer: keyer, cfg: cfg}
 	for i := range x.shards {
@@ -368,8 +388,9 @@ func (x *Index) Add(endpoint string, tier Tier, keys []uint64) error {
 		t.mu.Unlock()
 		return nil
 	}
-	for _, k := range keys {
-		x.setLocked(t, fixKey(k), 1<<tier)
+	// Tail first: the eviction queue then drops a chain's tail before its prefix.
+	for i := len(keys) - 1; i >= 0; i-- {
+		x.setLocked(t, fixKey(keys[i]), 1<<tier)
 	}
 	t.mu.Unlock()
 	x.maybeEvict(t)
@@ -453,8 +474,8 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 		return nil
 	}
 	t.keybuf = x.keyer.AppendKeysFrom(t.keybuf[:0], parent, ev.Tokens, ev.LoRA, ev.CacheSalt)
-	for i, k := range t.keybuf {
-		k = fixKey(k)
+	for i := len(t.keybuf) - 1; i >= 0; i-- { // tail first, as in Add
+		k := fixKey(t.keybuf[i])
 		x.setLocked(t, k, 1<<tier)
 		t.engine[ev.EngineHashes[i]] = k
 	}
@@ -552,8 +573,9 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 		return nil
 	}
 	x.expireLocked(l, now)
-	for _, k := range keys {
-		k = fixKey(k)
+	// Tail first: the learned capacity then drops a prefix's tail before its head.
+	for i := len(keys) - 1; i >= 0; i-- {
+		k := fixKey(keys[i])
 		// The deadline also identifies the newest reference of a key in l.lq;
 		// without a TTL a per-location counter stands in for it.
 		var deadline int64

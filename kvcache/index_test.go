@@ -1,7 +1,9 @@
 package kvcache
 
 import (
+	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -425,22 +427,24 @@ func TestLearnedTTL(t *testing.T) {
 
 func TestLearnedCapacity(t *testing.T) {
 	x := newIndex(t, WithLearnedTTL(0), WithLearnedCapacity(4))
+	// Within one Learn the tail is the oldest: 4, 3, 2, 1.
 	require.NoError(t, x.Learn("a", []uint64{1, 2, 3, 4}))
-	require.NoError(t, x.Learn("a", []uint64{1})) // refresh 1: 2 is now the oldest
+	require.NoError(t, x.Learn("a", []uint64{1})) // refresh 1
 	require.NoError(t, x.Learn("a", []uint64{5, 6}))
-	got, _ := lookup(t, x, []uint64{1}, "a")
-	assert.Equal(t, m(0, 0, 0, 0, 1), got[0])
-	got, _ = lookup(t, x, []uint64{2}, "a")
-	assert.Equal(t, Match{}, got[0])
-	got, _ = lookup(t, x, []uint64{3}, "a")
-	assert.Equal(t, Match{}, got[0])
+	for _, tt := range []struct {
+		key  uint64
+		want int
+	}{{1, 1}, {2, 1}, {3, 0}, {4, 0}, {5, 1}, {6, 1}} {
+		got, _ := lookup(t, x, []uint64{tt.key}, "a")
+		assert.Equal(t, tt.want, got[0].Total(), "key %d", tt.key)
+	}
 	assert.Equal(t, int64(4), x.Stats().Learned)
 
 	require.NoError(t, x.SetLearnedCapacity("a", 1))
 	assert.Equal(t, int64(1), x.Stats().Learned)
 	require.NoError(t, x.SetLearnedCapacity("b", 0))
 	require.NoError(t, x.Learn("b", []uint64{1}))
-	got, _ = lookup(t, x, []uint64{1}, "b")
+	got, _ := lookup(t, x, []uint64{1}, "b")
 	assert.Equal(t, Match{}, got[0])
 }
 
@@ -490,4 +494,62 @@ func TestZeroAllocLookup(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 	assert.Equal(t, 512, out[7].Total())
+}
+
+// TestJumpSearchMatchesExact: on prefix-closed holdings (what vLLM's eviction
+// guarantees: in each tier an endpoint holds a prefix of a chain), jump search
+// gives exactly the block-by-block result.
+func TestJumpSearchMatchesExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for round := 0; round < 40; round++ {
+		exact := newIndex(t, WithJumpSearch(0))
+		stride := 2 + rng.IntN(70)
+		jump := newIndex(t, WithJumpSearch(stride))
+		n := 1 + rng.IntN(600)
+		var log []string
+		keys := make([]uint64, n)
+		for i := range keys {
+			keys[i] = rng.Uint64()
+		}
+		eps := []string{"a", "b", "c", "d", "e"}
+		for _, ep := range eps[:1+rng.IntN(len(eps))] {
+			// Each tier holds a prefix of the chain (vLLM evicts tail first).
+			for _, tier := range []Tier{TierGPU, TierCPU, TierDisk} {
+				if rng.IntN(3) == 0 {
+					continue
+				}
+				m := rng.IntN(n + 1)
+				for _, x := range []*Index{exact, jump} {
+					require.NoError(t, x.Add(ep, tier, keys[:m]))
+				}
+				log = append(log, fmt.Sprintf("%s %v [0,%d)", ep, tier, m))
+			}
+			if rng.IntN(3) == 0 {
+				m := rng.IntN(n + 1)
+				for _, x := range []*Index{exact, jump} {
+					require.NoError(t, x.Learn(ep, keys[:m]))
+				}
+				log = append(log, fmt.Sprintf("%s learn [0,%d)", ep, m))
+			}
+		}
+		want, wn := lookup(t, exact, keys, eps...)
+		got, gn := lookup(t, jump, keys, eps...)
+		require.Equal(t, want, got, "round %d stride %d n %d ops %v", round, stride, n, log)
+		require.Equal(t, wn, gn)
+	}
+}
+
+func TestJumpSearchHoleOvercountBounded(t *testing.T) {
+	x := newIndex(t, WithJumpSearch(8))
+	keys := make([]uint64, 40)
+	for i := range keys {
+		keys[i] = uint64(100 + i)
+	}
+	require.NoError(t, x.Add("a", TierGPU, keys))
+	require.NoError(t, x.Remove("a", TierGPU, keys[10:11])) // a hole between checkpoints
+	got, _ := lookup(t, x, keys, "a")
+	assert.GreaterOrEqual(t, got[0].Total(), 10)
+	assert.LessOrEqual(t, got[0].Total(), 10+8-1+len(keys)) // documented: may skip the hole
+	_, err := New(nil, WithJumpSearch(1))
+	assert.Error(t, err)
 }

@@ -39,6 +39,7 @@ type cand struct {
 	out      int32 // index into out
 	storage  uint32
 	seenAt   int32 // last block index this candidate was seen at
+	ckAt     int32 // last block index a jump check counted it at
 	runStart int32 // first block of the current run of equal tiers
 	t        uint8 // best tier at seenAt
 	runTier  uint8 // tier of the current run, noTier before block 0
@@ -47,14 +48,47 @@ type cand struct {
 // lookupScratch is one Lookup's working memory, pooled. candOf and stamp are
 // tagged with gen, the call's generation, so they never need clearing.
 type lookupScratch struct {
-	gen    uint64
-	candOf []uint64 // location id → gen<<32 | candidate index
-	stamp  []uint64 // storage location id → gen<<32 | block index it was seen at
-	cands  []cand
-	alive  []int32
-	seen   []int32
-	dups   [][2]int32 // (out index, first out index) for endpoints listed twice
-	hbuf   []uint32
+	gen     uint64
+	candOf  []uint64 // location id → gen<<32 | candidate index
+	stamp   []uint64 // storage location id → gen<<32 | block index it was seen at
+	cands   []cand
+	alive   []int32
+	changed []int32
+	two     [2]uint32
+	dups    [][2]int32 // (out index, first out index) for endpoints listed twice
+	hbuf    []uint32
+	pre     [maxBatch]uint64
+}
+
+// maxBatch is the most blocks whose slots Lookup touches ahead of walking them.
+const maxBatch = 32
+
+// prefetchSink keeps the prefetch loads from being optimized away.
+var prefetchSink atomic.Uint64
+
+// prefetch loads the first slot of each key's probe sequence, then the
+// header of each overflow record, so that the misses overlap. It reads
+// without validation: it only warms caches.
+func (x *Index) prefetch(keys []uint64, pre *[maxBatch]uint64) {
+	var sum uint64
+	for j, k := range keys {
+		k = fixKey(k)
+		t := x.shards[k>>shardShift].tab.Load()
+		pre[j] = atomic.LoadUint64(&t.s[2*(k&t.mask)+1])
+	}
+	for j, k := range keys {
+		if hw := pre[j]; hw&overflowBit != 0 {
+			ar := x.shards[fixKey(k)>>shardShift].ar.Load().a
+			if r := uint32(hw); int(r) < len(ar) {
+				sum += uint64(atomic.LoadUint32(&ar[r]))
+			}
+		} else {
+			sum += hw
+		}
+	}
+	if sum == 1 {
+		prefetchSink.Store(sum) // practically never: defeats dead-code elimination
+	}
 }
 
 func (sc *lookupScratch) run(x *Index, r *registry, keys []uint64, endpoints []string, out []Match) int {
@@ -65,7 +99,7 @@ func (sc *lookupScratch) run(x *Index, r *registry, keys []uint64, endpoints []s
 		sc.gen = 1
 	}
 	gen := sc.gen << 32
-	sc.cands, sc.alive, sc.seen, sc.dups = sc.cands[:0], sc.alive[:0], sc.seen[:0], sc.dups[:0]
+	sc.cands, sc.alive, sc.changed, sc.dups = sc.cands[:0], sc.alive[:0], sc.changed[:0], sc.dups[:0]
 	hasStorage := false
 	for i, name := range endpoints {
 		id, ok := r.endpoints[name]
@@ -77,7 +111,7 @@ func (sc *lookupScratch) run(x *Index, r *registry, keys []uint64, endpoints []s
 			continue
 		}
 		sc.candOf[id] = gen | uint64(len(sc.cands))
-		sc.cands = append(sc.cands, cand{out: int32(i), storage: r.storageOf[id], seenAt: -1, runTier: noTier})
+		sc.cands = append(sc.cands, cand{out: int32(i), storage: r.storageOf[id], seenAt: -1, ckAt: -1, runTier: noTier})
 		sc.alive = append(sc.alive, int32(len(sc.cands)-1))
 		if r.storageOf[id] != 0 {
 			hasStorage = true
@@ -93,57 +127,130 @@ func (sc *lookupScratch) run(x *Index, r *registry, keys []uint64, endpoints []s
 	return longest
 }
 
-func (sc *lookupScratch) walk(x *Index, keys []uint64, out []Match, hasStorage bool, gen uint64) int {
-	candOf, stamp, cands := sc.candOf, sc.stamp, sc.cands
-	nlocs := uint32(len(candOf))
-	b := 0
-	for ; b < len(keys); b++ {
-		k := fixKey(keys[b])
-		sh := &x.shards[k>>shardShift]
-	retry:
+// holders returns a consistent snapshot of block k's holders, copied into
+// sc's buffers, and whether k is in the index at all.
+func (sc *lookupScratch) holders(x *Index, k uint64) ([]uint32, bool) {
+	sh := &x.shards[k>>shardShift]
+	for {
 		t := sh.tab.Load()
 		i := k & t.mask
 		var hw uint64
-		found := false
 		for {
 			kk := atomic.LoadUint64(&t.s[2*i])
 			if kk == k {
 				hw = atomic.LoadUint64(&t.s[2*i+1])
-				found = atomic.LoadUint64(&t.s[2*i]) == k
+				if atomic.LoadUint64(&t.s[2*i]) != k {
+					return nil, false // deleted under us: treat as a miss
+				}
 				break
 			}
 			if kk == keyEmpty {
-				break
+				return nil, false
 			}
 			i = (i + 1) & t.mask
 		}
+		if hw&overflowBit == 0 {
+			sc.two = [2]uint32{uint32(hw), uint32(hw >> 32)}
+			return sc.two[:], true
+		}
+		ar := sh.ar.Load().a
+		rec := uint32(hw)
+		if int(rec) >= len(ar) {
+			continue
+		}
+		n := atomic.LoadUint32(&ar[rec]) & hdrLenMask
+		if int(rec)+1+int(n) > len(ar) {
+			continue
+		}
+		hs := sc.hbuf[:0]
+		for j := uint32(0); j < n; j++ {
+			hs = append(hs, atomic.LoadUint32(&ar[rec+1+j]))
+		}
+		sc.hbuf = hs
+		// The record may have been freed and reused while we copied it.
+		if atomic.LoadUint64(&t.s[2*i+1]) == hw && atomic.LoadUint64(&t.s[2*i]) == k {
+			return hs, true
+		}
+	}
+}
+
+// check reports whether every live candidate holds block k (at position b)
+// in the tier of its current run, without changing any state but the check
+// stamps. last is the last block walked: live candidates were seen there. Candidates served by a shared storage never pass: they make the walk
+// go block by block.
+func (sc *lookupScratch) check(x *Index, k uint64, b, last int32) bool {
+	hs, ok := sc.holders(x, k)
+	if !ok {
+		return false
+	}
+	candOf, cands, gen := sc.candOf, sc.cands, sc.gen<<32
+	nlocs := uint32(len(candOf))
+	n := 0
+	for _, h := range hs {
+		if h == 0 || holderLoc(h) >= nlocs {
+			continue
+		}
+		ci := candOf[holderLoc(h)]
+		if ci&^(1<<32-1) != gen {
+			continue
+		}
+		c := &cands[uint32(ci)]
+		if c.seenAt != last || c.ckAt == b || c.runTier != uint8(bits.TrailingZeros8(holderTiers(h))) {
+			continue // dead, counted already, or changing tier
+		}
+		c.ckAt = b
+		n++
+	}
+	return n == len(sc.alive)
+}
+
+func (sc *lookupScratch) walk(x *Index, keys []uint64, out []Match, hasStorage bool, gen uint64) int {
+	candOf, stamp, cands := sc.candOf, sc.stamp, sc.cands
+	nlocs := uint32(len(candOf))
+	jump := x.cfg.jump
+	b := 0
+	batch, batchEnd := 4, 0
+	segEnd := len(keys)
+	if jump > 0 {
+		segEnd = min(jump, len(keys))
+	}
+walk:
+	for b < len(keys) {
+		if b == segEnd {
+			// Jump search: from the last block walked, probe one block a
+			// stride ahead; if every live candidate holds it in the tier of
+			// its current run, take the blocks in between as held alike.
+			for {
+				c := min(b-1+jump, len(keys)-1)
+				if c < b || !sc.check(x, fixKey(keys[c]), int32(c), int32(b-1)) {
+					break
+				}
+				for _, ci := range sc.alive {
+					cands[ci].seenAt = int32(c)
+				}
+				b = c + 1
+			}
+			segEnd = min(b+jump, len(keys))
+			batchEnd = b
+			if b == len(keys) {
+				break
+			}
+		}
+		if b == batchEnd {
+			// Touch the next batch's slots (and holder records) before walking
+			// them: the loads are independent, so their cache and TLB misses
+			// overlap instead of being paid one after the other.
+			batchEnd = min(b+batch, segEnd)
+			batch = min(2*batch, maxBatch)
+			x.prefetch(keys[b:batchEnd], &sc.pre)
+		}
+		hs, found := sc.holders(x, fixKey(keys[b]))
 		if !found {
 			break
 		}
-		hs := sc.hbuf[:0]
-		if hw&overflowBit == 0 {
-			hs = append(hs, uint32(hw), uint32(hw>>32))
-		} else {
-			ar := sh.ar.Load().a
-			rec := uint32(hw)
-			if int(rec) >= len(ar) {
-				goto retry
-			}
-			n := atomic.LoadUint32(&ar[rec]) & hdrLenMask
-			if int(rec)+1+int(n) > len(ar) {
-				goto retry
-			}
-			for j := uint32(0); j < n; j++ {
-				hs = append(hs, atomic.LoadUint32(&ar[rec+1+j]))
-			}
-			if atomic.LoadUint64(&t.s[2*i+1]) != hw || atomic.LoadUint64(&t.s[2*i]) != k {
-				sc.hbuf = hs
-				goto retry
-			}
-			sc.hbuf = hs
-		}
 		bb := int32(b)
-		seen := sc.seen[:0]
+		nseen := 0
+		changed := sc.changed[:0]
 		storageHit := false
 		for _, h := range hs {
 			if h == 0 {
@@ -153,23 +260,30 @@ func (sc *lookupScratch) walk(x *Index, keys []uint64, out []Match, hasStorage b
 			if loc >= nlocs {
 				continue // registered after our snapshot
 			}
-			tiers := holderTiers(h)
-			if ci := candOf[loc]; ci&^(1<<32-1) == gen {
-				c := &cands[uint32(ci)]
-				best := uint8(bits.TrailingZeros8(tiers))
-				if c.seenAt != bb {
-					if c.seenAt != bb-1 {
-						continue // already dead
-					}
-					c.seenAt, c.t = bb, best
-					seen = append(seen, int32(uint32(ci)))
-				} else if best < c.t {
-					c.t = best
+			ci := candOf[loc]
+			if ci&^(1<<32-1) != gen {
+				if hasStorage && holderTiers(h)&(1<<TierShared) != 0 {
+					stamp[loc] = gen | uint64(uint32(bb))
+					storageHit = true
 				}
-			} else if hasStorage && tiers&(1<<TierShared) != 0 {
-				stamp[loc] = gen | uint64(uint32(bb))
-				storageHit = true
+				continue
 			}
+			c := &cands[uint32(ci)]
+			best := uint8(bits.TrailingZeros8(holderTiers(h)))
+			switch c.seenAt {
+			case bb - 1: // first sighting at this block
+				c.seenAt, c.t = bb, best
+				nseen++
+				if best != c.runTier {
+					changed = append(changed, int32(uint32(ci)))
+				}
+			case bb: // seen twice (a holder moved under us): keep the best
+				if best < c.t {
+					c.t = best
+					changed = append(changed, int32(uint32(ci)))
+				}
+			}
+			// Otherwise the candidate died at an earlier block.
 		}
 		if storageHit {
 			for _, ci := range sc.alive {
@@ -179,14 +293,17 @@ func (sc *lookupScratch) walk(x *Index, keys []uint64, out []Match, hasStorage b
 				}
 				if c.seenAt != bb {
 					c.seenAt, c.t = bb, uint8(TierShared)
-					seen = append(seen, ci)
+					nseen++
+					changed = append(changed, ci)
 				} else if uint8(TierShared) < c.t {
 					c.t = uint8(TierShared)
+					changed = append(changed, ci)
 				}
 			}
 		}
-		sc.seen = seen
-		for _, ci := range seen {
+		// Close the runs of candidates whose tier changed (idempotent for
+		// candidates listed twice).
+		for _, ci := range changed {
 			c := &cands[ci]
 			if c.t != c.runTier {
 				if c.runTier != noTier {
@@ -195,7 +312,8 @@ func (sc *lookupScratch) walk(x *Index, keys []uint64, out []Match, hasStorage b
 				c.runTier, c.runStart = c.t, bb
 			}
 		}
-		if len(seen) < len(sc.alive) {
+		sc.changed = changed
+		if nseen < len(sc.alive) {
 			alive := sc.alive[:0]
 			for _, ci := range sc.alive {
 				c := &cands[ci]
@@ -209,9 +327,10 @@ func (sc *lookupScratch) walk(x *Index, keys []uint64, out []Match, hasStorage b
 			}
 			sc.alive = alive
 			if len(alive) == 0 {
-				break
+				break walk
 			}
 		}
+		b++
 	}
 	for _, ci := range sc.alive {
 		c := &cands[ci]

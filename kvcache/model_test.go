@@ -77,8 +77,8 @@ func (r *refIndex) clearBits(l *refLoc, k uint64, bits uint8) {
 
 func (r *refIndex) learn(ep string, keys []uint64) {
 	l := r.loc(ep)
-	for _, k := range keys {
-		k = fixKey(k)
+	for i := len(keys) - 1; i >= 0; i-- { // tail first, as documented
+		k := fixKey(keys[i])
 		r.lseq++
 		r.add(l, k, bitLearned, 0)
 		l.learned[k] = r.lseq
@@ -156,7 +156,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	k := testKeyer{bs: 2}
 	const lcap = 6
-	x, err := New(k, WithLearnedTTL(0), WithLearnedCapacity(lcap))
+	x, err := New(k, WithLearnedTTL(0), WithLearnedCapacity(lcap), WithJumpSearch(0))
 	require.NoError(t, err)
 	ref := newRef(k, lcap)
 
