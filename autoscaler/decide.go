@@ -548,7 +548,7 @@ type holt struct {
 // Smoothing time constants of the arrival-rate forecast.
 const (
 	LevelTimeConstant = 15 * time.Second
-	TrendTimeConstant = 90 * time.Second
+	TrendTimeConstant = 45 * time.Second
 )
 
 func (h holt) update(x float64, now time.Time) holt {

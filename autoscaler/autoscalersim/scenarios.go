@@ -90,7 +90,7 @@ func fastDown() *autoscaler.ScalingRules {
 func QueueingController(p autoscaler.Profile, startup time.Duration) *DecideController {
 	return &DecideController{Every: 5 * time.Second, Config: &autoscaler.Config{
 		Pools:     []autoscaler.Pool{Pool(p)},
-		Analyzer:  autoscaler.QueueingModel{TTFT: Objective, Lookahead: max(startup, 30*time.Second)},
+		Analyzer:  autoscaler.QueueingModel{TTFT: Objective, Lookahead: startup + 30*time.Second},
 		ScaleDown: fastDown(),
 	}}
 }

@@ -60,6 +60,16 @@ type Scenario struct {
 	Steady time.Duration
 }
 
+// Scaled returns the scenario with every rate multiplied by f.
+func (sc Scenario) Scaled(f float64) Scenario {
+	pts := make([]Point, len(sc.Rate))
+	for i, p := range sc.Rate {
+		pts[i] = Point{At: p.At, Rate: p.Rate * f}
+	}
+	sc.Rate = pts
+	return sc
+}
+
 // Point is one vertex of a rate trace.
 type Point struct {
 	At   time.Duration
@@ -161,13 +171,21 @@ type Result struct {
 	MaxReplicas int
 }
 
-// Evaluate computes a Result.
+// TailCutoff is the final stretch of a run whose arrivals Evaluate ignores:
+// they may not have had time to get a first token before the run stops.
+const TailCutoff = 30 * time.Second
+
+// Evaluate computes a Result. Requests that never got a first token count
+// as missing the objective, except those arriving in the last TailCutoff.
 func Evaluate(sc Scenario, controller string, out *Outcome, objective time.Duration) Result {
-	r := Result{Scenario: sc.Name, Controller: controller, Requests: len(out.Requests), ReplicaSeconds: out.ReplicaSeconds,
+	r := Result{Scenario: sc.Name, Controller: controller, ReplicaSeconds: out.ReplicaSeconds,
 		UpReaction: -1, DownReaction: -1}
 	var all, spike []time.Duration
 	ok := 0
 	for _, q := range out.Requests {
+		if q.Arrival >= sc.Duration-TailCutoff {
+			continue // may still be in flight when the run stops
+		}
 		all = append(all, q.TTFT)
 		if q.TTFT <= objective {
 			ok++
@@ -176,6 +194,7 @@ func Evaluate(sc Scenario, controller string, out *Outcome, objective time.Durat
 			spike = append(spike, q.TTFT)
 		}
 	}
+	r.Requests = len(all)
 	if len(all) > 0 {
 		r.Attainment = float64(ok) / float64(len(all))
 	}

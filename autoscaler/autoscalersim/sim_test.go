@@ -16,7 +16,7 @@ var report = flag.Bool("report", false, "run the full simulation matrix and prin
 
 // queueProfile profiles the default engine like an offline benchmark.
 func queueProfile(t testing.TB) autoscaler.Profile {
-	p, err := ProfileFleet(&QueueFleet{}, 30, 5*time.Minute)
+	p, err := ProfileFleet(&QueueFleet{}, 60, 3*time.Minute)
 	require.NoError(t, err)
 	return p
 }
@@ -86,40 +86,85 @@ func TestSteadyNoOscillation(t *testing.T) {
 	assert.GreaterOrEqual(t, r.Attainment, 0.99)
 }
 
+// TestVLLMFleetSpike runs a short instant 2× spike on internal/vllmsim's
+// fleet simulator with 60 s start-ups: the adapter works end to end and the
+// controller reacts within the goals.
+func TestVLLMFleetSpike(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-goroutine simulation: too slow under -race")
+	}
+	p, err := ProfileFleet(&VLLMFleet{}, 60, 3*time.Minute)
+	require.NoError(t, err)
+	sc := Scenario{Name: "vllmsim 2x step", Duration: 10 * time.Minute, Startup: 60 * time.Second, Seed: 7,
+		Rate: []Point{{At: 0, Rate: 60}, {At: 3 * time.Minute, Rate: 60}, {At: 3*time.Minute + time.Second, Rate: 120},
+			{At: 6 * time.Minute, Rate: 120}, {At: 6*time.Minute + time.Second, Rate: 60}},
+		Spike: [2]time.Duration{3 * time.Minute, 7 * time.Minute}, Rise: 3 * time.Minute, Fall: 6 * time.Minute}
+	cs := controllers()
+	r := runOne(t, &VLLMFleet{}, p, sc, cs[len(cs)-1])
+	t.Logf("profile %+v\n%s", p, Table([]Result{r}))
+	assert.InDelta(t, 15.6, p.MaxRate, 2)
+	assert.GreaterOrEqual(t, r.UpReaction, time.Duration(0))
+	assert.Less(t, r.UpReaction, 60*time.Second)
+	assert.GreaterOrEqual(t, r.DownReaction, time.Duration(0))
+	assert.Less(t, r.DownReaction, 120*time.Second)
+	// An instant 2× step with 60 s start-ups cannot hold the objective
+	// without headroom; a 3-minute ramp to 2× can.
+	ramp := sc
+	ramp.Name = "vllmsim 2x ramp"
+	ramp.Rate = []Point{{At: 0, Rate: 60}, {At: 3 * time.Minute, Rate: 60}, {At: 6 * time.Minute, Rate: 120},
+		{At: 8 * time.Minute, Rate: 120}, {At: 8*time.Minute + time.Second, Rate: 60}}
+	ramp.Spike = [2]time.Duration{3 * time.Minute, 8 * time.Minute}
+	rr := runOne(t, &VLLMFleet{}, p, ramp, cs[len(cs)-1])
+	t.Logf("\n%s", Table([]Result{rr}))
+	assert.LessOrEqual(t, rr.SpikeP90, Objective)
+	assert.Greater(t, rr.Attainment, 0.95)
+}
+
 // TestReport prints the full matrix for BENCHMARKS.md:
 //
-//	go test ./autoscaler/autoscalersim -run TestReport -report -v
+//	go test ./autoscaler/autoscalersim -run TestReport -report -v -timeout 30m
 func TestReport(t *testing.T) {
 	if !*report {
 		t.Skip("pass -report to run the full simulation matrix")
 	}
-	p := queueProfile(t)
-	fmt.Printf("profile: MaxRate %.2f req/s, BaseTTFT %v, Concurrency %d; ρ* at %v p90 = %.3f\n\n",
-		p.MaxRate, p.BaseTTFT.Round(time.Millisecond), p.Concurrency, Objective, autoscaler.QueueingModel{TTFT: Objective}.Utilization(p))
-	var rs []Result
-	for _, sc := range []Scenario{SteadyScenario(120 * time.Second), SpikeRampScenario(120 * time.Second),
-		SpikeStepScenario(120 * time.Second), DiurnalScenario(120 * time.Second)} {
-		for _, c := range controllers() {
-			rs = append(rs, runOne(t, &QueueFleet{}, p, sc, c))
-		}
+	fleets := []struct {
+		name  string
+		f     func() Fleet
+		scale float64
+	}{
+		{"QueueFleet (own step-level model)", func() Fleet { return &QueueFleet{} }, 1},
+		{"VLLMFleet (internal/vllmsim fleetsim, SmallGPU)", func() Fleet { return &VLLMFleet{} }, 2},
 	}
-	// What holding an instant 2× step with 120 s start-ups costs: headroom.
-	sc := SpikeStepScenario(120 * time.Second)
-	rs = append(rs, runOne(t, &QueueFleet{}, p, sc, controllerSpec{"routekit queueing, headroom 0.8", func(p autoscaler.Profile, s time.Duration) Controller {
-		c := QueueingController(p, s)
-		q := c.Config.Analyzer.(autoscaler.QueueingModel)
-		q.Headroom = 0.8
-		c.Config.Analyzer = q
-		return c
-	}}))
-	fmt.Println(Table(rs))
-	rs = nil
-	for _, startup := range []time.Duration{0, 30 * time.Second, 60 * time.Second, 120 * time.Second, 180 * time.Second} {
-		for _, c := range controllers() {
-			sc := SpikeRampScenario(startup)
-			sc.Name = fmt.Sprintf("ramp spike, start-up %v", startup)
-			rs = append(rs, runOne(t, &QueueFleet{}, p, sc, c))
+	for _, fl := range fleets {
+		p, err := ProfileFleet(fl.f(), 60, 3*time.Minute)
+		require.NoError(t, err)
+		fmt.Printf("### %s, rates ×%v\n\nprofile: MaxRate %.2f req/s, BaseTTFT %v, Concurrency %d; ρ* at %v p90 = %.3f\n\n",
+			fl.name, fl.scale, p.MaxRate, p.BaseTTFT.Round(time.Millisecond), p.Concurrency, Objective, autoscaler.QueueingModel{TTFT: Objective}.Utilization(p))
+		var rs []Result
+		for _, sc := range []Scenario{SteadyScenario(120 * time.Second), SpikeRampScenario(120 * time.Second),
+			SpikeStepScenario(120 * time.Second), DiurnalScenario(120 * time.Second)} {
+			for _, c := range controllers() {
+				rs = append(rs, runOne(t, fl.f(), p, sc.Scaled(fl.scale), c))
+			}
 		}
+		// What holding an instant 2× step with 120 s start-ups costs: headroom.
+		sc := SpikeStepScenario(120 * time.Second).Scaled(fl.scale)
+		rs = append(rs, runOne(t, fl.f(), p, sc, controllerSpec{"routekit queueing, headroom 0.8", func(p autoscaler.Profile, s time.Duration) Controller {
+			c := QueueingController(p, s)
+			q := c.Config.Analyzer.(autoscaler.QueueingModel)
+			q.Headroom = 0.8
+			c.Config.Analyzer = q
+			return c
+		}}))
+		fmt.Println(Table(rs))
+		rs = nil
+		for _, startup := range []time.Duration{0, 30 * time.Second, 60 * time.Second, 120 * time.Second, 180 * time.Second} {
+			for _, c := range controllers() {
+				sc := SpikeRampScenario(startup).Scaled(fl.scale)
+				sc.Name = fmt.Sprintf("ramp spike, start-up %v", startup)
+				rs = append(rs, runOne(t, fl.f(), p, sc, c))
+			}
+		}
+		fmt.Println(Table(rs))
 	}
-	fmt.Println(Table(rs))
 }
