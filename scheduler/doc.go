@@ -11,7 +11,7 @@
 //
 // Usage (a gateway, per request, after parsing and tokenizing once):
 //
-//	s, err := scheduler.Default(scheduler.KVIndex(index)) // prefix affinity + token load
+//	s, err := scheduler.Default(scheduler.KVIndex(index)) // see DefaultProfile
 //	...
 //	req := &scheduler.Request{Model: model, BlockKeys: keys, PromptTokens: n, Tenant: user}
 //	permit, err := flow.Acquire(ctx, req) // waits while saturated; 429/503 on rejection

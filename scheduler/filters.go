@@ -98,6 +98,10 @@ type Affinity struct {
 	Tiers TierWeights
 	// Rand drives Exploration; nil means a randomly seeded PCG.
 	Rand rand.Source
+	// Saturation, if set, also ends stickiness per endpoint: a holder whose
+	// level is ≥ 1 (waiting queue or KV usage at its threshold, or stale) does
+	// not count as sticky. nil means only the TTFT gap releases.
+	Saturation *Saturation
 }
 
 // PrefixAffinity keeps the endpoints that hold the request's prefix until they
@@ -105,7 +109,8 @@ type Affinity struct {
 //
 //	ttft(e) = (pool.Load(e).UncachedTokens + promptLen − cachedTokens(e)) / PeakPrefillTokensPerSec
 //
-// (this request's own uncached prefill included), let S = {e : p(e) ≥ Threshold}.
+// (this request's own uncached prefill included), let S = {e : p(e) ≥ Threshold}
+// (and, with a Saturation detector, level(e) < 1).
 // If S is empty, or S is every candidate, or min over S of ttft − min over the
 // others of ttft > MaxTTFTPenalty, it keeps every candidate; otherwise it keeps S.
 // With probability Exploration it keeps every candidate. It is llm-d's
@@ -135,6 +140,11 @@ func PrefixAffinity(a Affinity) (Filter, error) {
 	if err := a.Tiers.valid(); err != nil {
 		return nil, err
 	}
+	if a.Saturation != nil {
+		if err := a.Saturation.Validate(); err != nil {
+			return nil, err
+		}
+	}
 	f := &affinity{a: a}
 	if a.Exploration > 0 {
 		f.r = newLockedRand(a.Rand)
@@ -158,7 +168,15 @@ func (f *affinity) ttft(req *Request, c *Candidate) float64 {
 
 func (f *affinity) sticky(req *Request, c *Candidate) bool {
 	n := len(req.BlockKeys)
-	return n > 0 && f.a.Tiers.of(c.Prefix)/float64(n) >= f.a.Threshold
+	if n == 0 || f.a.Tiers.of(c.Prefix)/float64(n) < f.a.Threshold {
+		return false
+	}
+	if f.a.Saturation != nil {
+		if l, _ := f.a.Saturation.Endpoint(c.Endpoint); l >= 1 {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *affinity) Filter(_ context.Context, req *Request, cands []Candidate) []Candidate {

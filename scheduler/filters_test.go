@@ -17,6 +17,8 @@ func TestBuiltinFilters(t *testing.T) {
 	require.NoError(t, err)
 	aff, err := PrefixAffinity(Affinity{PeakPrefillTokensPerSec: 100, MaxTTFTPenaltySeconds: 10})
 	require.NoError(t, err)
+	affSat, err := PrefixAffinity(Affinity{Saturation: &Saturation{}})
+	require.NoError(t, err)
 	req := &Request{BlockKeys: keys(10), BlockSize: 100, Model: "m"} // 1,000 prompt tokens
 	tests := []struct {
 		name   string
@@ -60,6 +62,12 @@ func TestBuiltinFilters(t *testing.T) {
 			// holder: 1950+100 = 20.5 s; other: 10 s → gap 10.5 s > 10 s
 			{id: "a"}, {id: "b", prefix: gpu(9), inflight: 1, tokens: 1950},
 		}, []string{"a", "b"}},
+		{"affinity+saturation: saturated holder is not sticky", affSat, req, []ep{
+			{id: "a"}, {id: "b", prefix: gpu(9), waiting: 5}, {id: "c", prefix: gpu(9), kv: 0.5},
+		}, []string{"c"}},
+		{"affinity+saturation: all holders saturated keeps all", affSat, req, []ep{
+			{id: "a"}, {id: "b", prefix: gpu(9), kv: 0.9},
+		}, []string{"a", "b"}},
 		{"affinity: no keys keeps all", aff, &Request{PromptTokens: 5}, []ep{{id: "a"}, {id: "b", prefix: gpu(9)}}, []string{"a", "b"}},
 	}
 	for _, tt := range tests {
@@ -86,7 +94,7 @@ func TestPrefixAffinityExploration(t *testing.T) {
 }
 
 func TestPrefixAffinityRejectsBadConfig(t *testing.T) {
-	for _, a := range []Affinity{{Threshold: 1.5}, {Threshold: -1}, {PeakPrefillTokensPerSec: -1}, {MaxTTFTPenaltySeconds: -3}, {Exploration: 2}, {Tiers: TierWeights{GPU: 3}}} {
+	for _, a := range []Affinity{{Threshold: 1.5}, {Threshold: -1}, {PeakPrefillTokensPerSec: -1}, {MaxTTFTPenaltySeconds: -3}, {Exploration: 2}, {Tiers: TierWeights{GPU: 3}}, {Saturation: &Saturation{QueueThreshold: -1}}} {
 		_, err := PrefixAffinity(a)
 		assert.Error(t, err, "%+v", a)
 	}
