@@ -441,3 +441,48 @@ func freeEndpointPair(t testing.TB) string {
 	t.Fatal("no two consecutive free ports")
 	return ""
 }
+
+// TestGapWithoutReplay: with no replay socket, a short gap is counted and
+// the following events applied; a gap longer than WithMaxGap clears the
+// source first.
+func TestGapWithoutReplay(t *testing.T) {
+	var drop atomic.Int64
+	drop.Store(-1)
+	var dropN atomic.Int64
+	p := newPublisher(t, kvpublish.Config{Drop: func(seq uint64) bool {
+		f := drop.Load()
+		return f >= 0 && int64(seq) >= f && int64(seq) < f+dropN.Load()
+	}})
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx, kvevents.WithMaxGap(3))
+	require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: p.Endpoint()}))
+	runSubscriber(t, sub)
+	var next uint64
+	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("a")) > 0 })
+
+	gap := func(n int64) {
+		dropN.Store(n)
+		drop.Store(int64(next))
+		for range n { // published, but dropped before the wire
+			_, err := p.Publish(storedBatch(next, "GPU"), kvevents.MapCurrent)
+			require.NoError(t, err)
+			next++
+		}
+		_, err := p.Publish(storedBatch(next, "GPU"), kvevents.MapCurrent)
+		require.NoError(t, err)
+		want := next
+		next++
+		waitFor(t, 5*time.Second, "the event after the gap", func() bool {
+			f := idx.storedFirsts("a")
+			return f[len(f)-1] == want
+		})
+	}
+	gap(2)
+	assert.Zero(t, idx.count("clear", "a"), "a short gap does not clear")
+	gap(5)
+	assert.Equal(t, 1, idx.count("clear", "a"), "a long gap clears")
+	st := sub.Stats()
+	assert.Equal(t, uint64(2), st.Gaps)
+	assert.Equal(t, uint64(7), st.MissedMessages)
+	assert.Zero(t, st.Replays)
+}
