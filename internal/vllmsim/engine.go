@@ -99,7 +99,9 @@ type Request struct {
 	// ID identifies the request (vLLM's request_id); it names held P/D
 	// blocks for Release.
 	ID string
-	// Prompt is the prompt token ids.
+	// Prompt is the prompt token ids. If it has spare capacity for
+	// MaxTokens more ids, the engine appends the output there instead of
+	// copying the prompt (Seq.Output then aliases that capacity).
 	Prompt []uint32
 	// MaxTokens is the maximum number of output tokens (>= 1).
 	MaxTokens int
@@ -171,6 +173,7 @@ type Seq struct {
 	finish    FinishReason
 	readyAt   time.Duration
 	preempted int
+	hitIDs    []int32 // blocks of the last prefix lookup, while waiting
 
 	// Times (engine time).
 	Arrival, Admitted, FirstToken, LastToken time.Duration
@@ -312,8 +315,12 @@ func (e *Engine) Add(req *Request, now time.Duration) (*Seq, error) {
 		return nil, fmt.Errorf("%w: %d tokens, %d blocks of %d", ErrTooLargeForCache, n+req.MaxTokens, e.cfg.NumBlocks, e.cfg.BlockSize)
 	}
 	s := &Seq{Req: req, promptLen: n, Arrival: now}
-	s.tokens = make([]uint32, n, n+min(req.MaxTokens, 4096))
-	copy(s.tokens, req.Prompt)
+	if cap(req.Prompt)-n >= req.MaxTokens {
+		s.tokens = req.Prompt[:n] // output goes into the spare capacity
+	} else {
+		s.tokens = make([]uint32, n, n+min(req.MaxTokens, 4096))
+		copy(s.tokens, req.Prompt)
+	}
 	s.seed = req.Seed
 	if s.seed == 0 {
 		s.seed = promptSeed(req.Prompt, e.seed)
@@ -516,6 +523,7 @@ func (e *Engine) Schedule(now time.Duration) (d time.Duration, ok bool) {
 }
 
 func (e *Engine) admit(s *Seq, now time.Duration, computed int) {
+	s.hitIDs = nil
 	if !s.admitted {
 		s.admitted = true
 		s.Admitted = now
@@ -541,15 +549,26 @@ func (e *Engine) prefixHit(s *Seq) int {
 	}
 	maxBlocks := (len(s.tokens) - 1) / e.cfg.BlockSize
 	e.ensureHashes(s, maxBlocks)
-	e.hitIDs = e.hitIDs[:0]
-	for n := range maxBlocks {
+	// A request stuck at the head of the queue is looked up every step:
+	// revalidate its previous hit by block id (cheap) instead of by key.
+	hits := s.hitIDs[:0]
+	for i, id := range s.hitIDs {
+		b := &e.pool.blocks[id]
+		if i >= maxBlocks || !b.hashed || b.key != s.hashes[i].Key() {
+			break
+		}
+		hits = append(hits, id)
+	}
+	for n := len(hits); n < maxBlocks; n++ {
 		id, ok := e.pool.lookup(s.hashes[n].Key())
 		if !ok {
 			break
 		}
-		e.hitIDs = append(e.hitIDs, id)
+		hits = append(hits, id)
 	}
-	return len(e.hitIDs)
+	s.hitIDs = hits
+	e.hitIDs = hits
+	return len(hits)
 }
 
 func (e *Engine) ensureHashes(s *Seq, nblocks int) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/routekit/routekit/tokenizer"
 )
 
 // Tokenizer turns text into token ids and back. The server uses it for
@@ -90,3 +92,17 @@ func ChatML(msgs []Message, addGenerationPrompt, continueFinal bool) (string, er
 	}
 	return b.String(), nil
 }
+
+// HFTokenizer adapts the router's tokenizer (package tokenizer, a
+// tokenizer.json) to Tokenizer, so that the simulated server tokenizes
+// exactly as the router and as a real vLLM with that model would, and their
+// block keys agree. Decode drops ids outside the vocabulary, as HF does.
+func HFTokenizer(t *tokenizer.Tokenizer) Tokenizer { return hfTokenizer{t} }
+
+type hfTokenizer struct{ t *tokenizer.Tokenizer }
+
+func (h hfTokenizer) Encode(text string, addSpecial bool) ([]uint32, error) {
+	return h.t.AppendEncode(make([]uint32, 0, len(text)/3+4), text, addSpecial), nil
+}
+
+func (h hfTokenizer) Decode(ids []uint32) (string, error) { return h.t.Decode(ids), nil }

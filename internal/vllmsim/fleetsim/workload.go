@@ -170,7 +170,7 @@ func (g *sharedPrefixGen) Pop() *Request {
 	sys := g.systems[grp]
 	q := g.questions[grp][usr]
 	if g.history == nil {
-		req.Prompt = make([]uint32, 0, len(sys)+len(q))
+		req.Prompt = make([]uint32, 0, len(sys)+len(q)+req.OutputLen) // room for the output
 		req.Prompt = append(append(req.Prompt, sys...), q...)
 	} else {
 		h := g.history[[2]int{grp, usr}]
@@ -183,7 +183,7 @@ func (g *sharedPrefixGen) Pop() *Request {
 		}
 		req.Turn = h.turn
 		h.turn++
-		req.Prompt = make([]uint32, 0, len(h.tokens)+len(q))
+		req.Prompt = make([]uint32, 0, len(h.tokens)+len(q)+req.OutputLen)
 		req.Prompt = append(append(req.Prompt, h.tokens...), q...)
 		// The question joins the history now; the answer when it completes.
 		h.tokens = req.Prompt
@@ -289,7 +289,7 @@ func (g *chatGen) Pop() *Request {
 	q := randomTokens(g.rng, g.c.QuestionLen)
 	req := &Request{ID: g.n, Arrival: at, OutputLen: g.c.OutputLen, User: conv.id, Turn: conv.turn}
 	g.n++
-	req.Prompt = append(append(make([]uint32, 0, len(conv.history)+len(q)), conv.history...), q...)
+	req.Prompt = append(append(make([]uint32, 0, len(conv.history)+len(q)+req.OutputLen), conv.history...), q...)
 	conv.history = req.Prompt
 	conv.turn++
 	g.byReq[req.ID] = conv

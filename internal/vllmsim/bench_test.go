@@ -1,0 +1,97 @@
+package vllmsim_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/routekit/routekit/internal/vllmsim"
+	"github.com/routekit/routekit/prefix/vllmhash"
+)
+
+// BenchmarkEngineDecodeStep measures one Schedule+Complete of a batch of
+// decoding sequences: the inner loop of every simulation.
+func BenchmarkEngineDecodeStep(b *testing.B) {
+	for _, batch := range []int{1, 64, 256} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			cfg := vllmsim.Qwen3_32B_H100x2()
+			eng, err := vllmsim.NewEngine(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			const maxTokens = 30000
+			for i := range batch {
+				p := make([]uint32, 64, 64+maxTokens)
+				for j := range p {
+					p[j] = uint32(i*1000 + j)
+				}
+				if _, err := eng.Add(&vllmsim.Request{ID: fmt.Sprint(i), Prompt: p, MaxTokens: maxTokens, IgnoreEOS: true}, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			now := time.Duration(0)
+			step := func() {
+				d, ok := eng.Schedule(now)
+				if !ok {
+					b.Fatal("nothing to schedule")
+				}
+				now += d
+				eng.Complete(now)
+			}
+			for range 3 { // prefill
+				step()
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				step()
+			}
+			b.ReportMetric(float64(batch)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkEnginePrefill measures admitting and prefilling a fresh prompt,
+// with the fleet simulator's FastHasher and with vLLM's sha256_cbor (the
+// server's default): the cost of exact vLLM hashes.
+func BenchmarkEnginePrefill(b *testing.B) {
+	h, err := vllmhash.New(vllmhash.SHA256CBOR, "0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hashers := []struct {
+		name string
+		h    vllmsim.BlockHasher
+	}{
+		{"fast", vllmsim.FastHasher{}},
+		{"sha256_cbor", vllmsim.VLLMHasher(h)},
+	}
+	for _, hs := range hashers {
+		for _, n := range []int{1024, 8192} {
+			b.Run(fmt.Sprintf("%s/prompt=%d", hs.name, n), func(b *testing.B) {
+				cfg := vllmsim.Qwen3_32B_H100x2()
+				eng, err := vllmsim.NewEngine(cfg, vllmsim.WithHasher(hs.h))
+				if err != nil {
+					b.Fatal(err)
+				}
+				prompt := make([]uint32, n, n+1)
+				now := time.Duration(0)
+				i := 0
+				b.ReportAllocs()
+				for b.Loop() {
+					i++
+					prompt[0] = uint32(i) // a fresh chain every time
+					seq, err := eng.Add(&vllmsim.Request{ID: "r", Prompt: prompt, MaxTokens: 1, IgnoreEOS: true}, now)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for seq.Finish() == vllmsim.NotFinished {
+						d, _ := eng.Schedule(now)
+						now += d
+						eng.Complete(now)
+					}
+				}
+				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
+	}
+}
