@@ -1,0 +1,207 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/routekit/routekit/tokenizer"
+)
+
+// Tokenizer turns a parsed request into the prompt's token IDs exactly as the
+// model server will see them, appending to dst. Implementations must be safe
+// for concurrent use.
+type Tokenizer interface {
+	Tokenize(ctx context.Context, b *Body, dst []uint32) ([]uint32, error)
+}
+
+// TokenizerFunc adapts a function to [Tokenizer].
+type TokenizerFunc func(ctx context.Context, b *Body, dst []uint32) ([]uint32, error)
+
+// Tokenize calls f.
+func (f TokenizerFunc) Tokenize(ctx context.Context, b *Body, dst []uint32) ([]uint32, error) {
+	return f(ctx, b, dst)
+}
+
+// Encoder encodes text; addSpecial asks for the tokenizer's special prefix
+// and suffix tokens (BOS). It must be safe for concurrent use.
+type Encoder interface {
+	Encode(text string, addSpecial bool) ([]uint32, error)
+}
+
+// ChatTemplate renders chat messages into the prompt text the model sees.
+type ChatTemplate func(msgs []Message, addGenerationPrompt, continueFinal bool) (string, error)
+
+// Local tokenizes in process: completions with Encoder (special tokens added
+// unless the body says otherwise, as vLLM does), chat by rendering Template
+// and encoding without special tokens (the template carries them). With no
+// Template, chat requests go to Chat (typically a [Remote] that asks the
+// model server to render its own template); with neither they fail.
+type Local struct {
+	Encoder  Encoder
+	Template ChatTemplate
+	Chat     Tokenizer
+}
+
+// ErrNoChatTemplate is returned by [Local] for chat requests when it has no
+// template and no Chat tokenizer.
+var ErrNoChatTemplate = errors.New("router: no chat template to tokenize chat requests")
+
+// Tokenize implements [Tokenizer].
+func (l *Local) Tokenize(ctx context.Context, b *Body, dst []uint32) ([]uint32, error) {
+	switch b.API {
+	case Completions:
+		if b.Prompt.IsTokens {
+			return append(dst, b.Prompt.Tokens...), nil
+		}
+		special := b.AddSpecialTokens == nil || *b.AddSpecialTokens
+		ids, err := l.Encoder.Encode(b.Prompt.Text, special)
+		if err != nil {
+			return dst, fmt.Errorf("router: tokenize: %w", err)
+		}
+		return append(dst, ids...), nil
+	case ChatCompletions:
+		if l.Template == nil {
+			if l.Chat == nil {
+				return dst, ErrNoChatTemplate
+			}
+			return l.Chat.Tokenize(ctx, b, dst)
+		}
+		addGen := b.AddGenerationPrompt == nil || *b.AddGenerationPrompt
+		text, err := l.Template(b.Messages, addGen && !b.ContinueFinalMessage, b.ContinueFinalMessage)
+		if err != nil {
+			return dst, fmt.Errorf("router: chat template: %w", err)
+		}
+		special := b.AddSpecialTokens != nil && *b.AddSpecialTokens
+		ids, err := l.Encoder.Encode(text, special)
+		if err != nil {
+			return dst, fmt.Errorf("router: tokenize: %w", err)
+		}
+		return append(dst, ids...), nil
+	}
+	return dst, fmt.Errorf("router: tokenize: unknown API %d", b.API)
+}
+
+// HF adapts a pure-Go Hugging Face tokenizer to [Encoder].
+func HF(t *tokenizer.Tokenizer) Encoder { return hfEncoder{t} }
+
+type hfEncoder struct{ t *tokenizer.Tokenizer }
+
+func (h hfEncoder) Encode(text string, addSpecial bool) ([]uint32, error) {
+	return h.t.AppendEncode(nil, text, addSpecial), nil
+}
+
+// Bytes is the byte-level stand-in tokenizer of routekit's vLLM simulator:
+// one token per UTF-8 byte, id = byte value, no special tokens. The embedded
+// fleet uses it, so the gateway's block keys equal the ones the simulated
+// servers publish in their KV events.
+type Bytes struct{}
+
+// Encode implements [Encoder].
+func (Bytes) Encode(text string, _ bool) ([]uint32, error) {
+	ids := make([]uint32, len(text))
+	for i := 0; i < len(text); i++ {
+		ids[i] = uint32(text[i])
+	}
+	return ids, nil
+}
+
+// ChatML renders messages with the ChatML template (Qwen's):
+// "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then
+// "<|im_start|>assistant\n" when addGenerationPrompt is set; with
+// continueFinal the last message is left open.
+func ChatML(msgs []Message, addGenerationPrompt, continueFinal bool) (string, error) {
+	var sb strings.Builder
+	for i, m := range msgs {
+		sb.WriteString("<|im_start|>")
+		sb.WriteString(m.Role)
+		sb.WriteByte('\n')
+		sb.WriteString(string(m.Content))
+		if continueFinal && i == len(msgs)-1 {
+			break
+		}
+		sb.WriteString("<|im_end|>\n")
+	}
+	if addGenerationPrompt {
+		sb.WriteString("<|im_start|>assistant\n")
+	}
+	return sb.String(), nil
+}
+
+// Remote tokenizes by asking a model server: POST {base}/tokenize with the
+// completion prompt or the chat messages, as vLLM's /tokenize accepts them.
+// The server applies its own chat template, so the tokens are exact. It costs
+// one round trip per request. Safe for concurrent use.
+type Remote struct {
+	// Client sends the requests; nil means http.DefaultClient.
+	Client *http.Client
+	// Base returns the base URL ("http://host:port") of a server that serves
+	// model, or false when none is available.
+	Base func(model string) (string, bool)
+}
+
+// ErrNoTokenizeServer is returned by [Remote] when Base finds no server.
+var ErrNoTokenizeServer = errors.New("router: no server to tokenize on")
+
+type remoteRequest struct {
+	Model                string    `json:"model"`
+	Prompt               *string   `json:"prompt,omitempty"`
+	Messages             []Message `json:"messages,omitempty"`
+	AddGenerationPrompt  *bool     `json:"add_generation_prompt,omitempty"`
+	ContinueFinalMessage bool      `json:"continue_final_message,omitempty"`
+	AddSpecialTokens     *bool     `json:"add_special_tokens,omitempty"`
+}
+
+// Tokenize implements [Tokenizer].
+func (r *Remote) Tokenize(ctx context.Context, b *Body, dst []uint32) ([]uint32, error) {
+	if b.API == Completions && b.Prompt.IsTokens {
+		return append(dst, b.Prompt.Tokens...), nil
+	}
+	base, ok := r.Base(b.Model)
+	if !ok {
+		return dst, ErrNoTokenizeServer
+	}
+	rq := remoteRequest{Model: b.Model, AddSpecialTokens: b.AddSpecialTokens}
+	if b.API == Completions {
+		rq.Prompt = &b.Prompt.Text
+	} else {
+		rq.Messages, rq.AddGenerationPrompt, rq.ContinueFinalMessage = b.Messages, b.AddGenerationPrompt, b.ContinueFinalMessage
+	}
+	payload, err := json.Marshal(rq)
+	if err != nil {
+		return dst, fmt.Errorf("router: remote tokenize: %w", err)
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/tokenize", bytes.NewReader(payload))
+	if err != nil {
+		return dst, fmt.Errorf("router: remote tokenize: %w", err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	c := r.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(hr)
+	if err != nil {
+		return dst, fmt.Errorf("router: remote tokenize: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return dst, fmt.Errorf("router: remote tokenize: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return dst, fmt.Errorf("router: remote tokenize: %s: %s", resp.Status, bytes.TrimSpace(data[:min(len(data), 512)]))
+	}
+	var out struct {
+		Tokens []uint32 `json:"tokens"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return dst, fmt.Errorf("router: remote tokenize: decoding reply: %w", err)
+	}
+	return append(dst, out.Tokens...), nil
+}

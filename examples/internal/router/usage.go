@@ -1,0 +1,114 @@
+package router
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// Usage is the token accounting a model server reports in an OpenAI response
+// ("usage"), non-streamed or, when the client asked for
+// stream_options.include_usage, in the last server-sent event.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+	// CachedTokens is prompt_tokens_details.cached_tokens (vLLM reports it
+	// with --enable-prompt-tokens-details).
+	CachedTokens int `json:"-"`
+}
+
+type usageJSON struct {
+	Usage *struct {
+		Usage
+		Details *struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+	} `json:"usage"`
+}
+
+// ParseUsage reads the usage object of a complete (non-streamed) JSON
+// response body. It reports false when there is none or the body is not JSON.
+func ParseUsage(body []byte) (Usage, bool) {
+	var v usageJSON
+	if err := json.Unmarshal(body, &v); err != nil || v.Usage == nil {
+		return Usage{}, false
+	}
+	u := v.Usage.Usage
+	if v.Usage.Details != nil {
+		u.CachedTokens = v.Usage.Details.CachedTokens
+	}
+	return u, true
+}
+
+// maxSSELine bounds the bytes an [SSEScanner] buffers for one line; longer
+// lines (which carry no usage worth reading) are skipped.
+const maxSSELine = 1 << 20
+
+// SSEScanner reads server-sent events as they stream by, in chunks cut
+// anywhere, and keeps the usage of the last event that carried one. It
+// copies only the current partial line. Not safe for concurrent use.
+type SSEScanner struct {
+	line    []byte
+	skip    bool // the current line is over maxSSELine
+	events  int
+	usage   Usage
+	hasUse  bool
+	done    bool
+}
+
+// Write consumes the next chunk of the stream. It never fails.
+func (s *SSEScanner) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			s.add(p)
+			break
+		}
+		s.add(p[:i])
+		s.endLine()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func (s *SSEScanner) add(p []byte) {
+	if s.skip {
+		return
+	}
+	if len(s.line)+len(p) > maxSSELine {
+		s.skip, s.line = true, s.line[:0]
+		return
+	}
+	s.line = append(s.line, p...)
+}
+
+func (s *SSEScanner) endLine() {
+	line := bytes.TrimSuffix(s.line, []byte{'\r'})
+	skip := s.skip
+	s.line, s.skip = s.line[:0], false
+	if skip || !bytes.HasPrefix(line, []byte("data:")) {
+		return
+	}
+	data := bytes.TrimSpace(line[len("data:"):])
+	if bytes.Equal(data, []byte("[DONE]")) {
+		s.done = true
+		return
+	}
+	s.events++
+	if !bytes.Contains(data, []byte(`"usage"`)) {
+		return
+	}
+	if u, ok := ParseUsage(data); ok {
+		s.usage, s.hasUse = u, true
+	}
+}
+
+// Usage returns the last usage seen, and whether one was.
+func (s *SSEScanner) Usage() (Usage, bool) { return s.usage, s.hasUse }
+
+// Events returns the number of data events seen (not counting [DONE]).
+func (s *SSEScanner) Events() int { return s.events }
+
+// Done reports whether the terminating "data: [DONE]" was seen.
+func (s *SSEScanner) Done() bool { return s.done }
