@@ -37,13 +37,13 @@ type DecisionRecord struct {
 
 // CandidateRecord is one candidate that passed the filters.
 type CandidateRecord struct {
-	Endpoint      string    `json:"endpoint"`
-	PrefixBlocks  int       `json:"prefix_blocks"`
-	InFlight      int64     `json:"in_flight"`
-	InFlightToks  int64     `json:"in_flight_uncached_tokens"`
-	Waiting       int       `json:"waiting"`
-	Scores        []float64 `json:"scores"`
-	Total         float64   `json:"total"`
+	Endpoint     string    `json:"endpoint"`
+	PrefixBlocks int       `json:"prefix_blocks"`
+	InFlight     int64     `json:"in_flight"`
+	InFlightToks int64     `json:"in_flight_uncached_tokens"`
+	Waiting      int       `json:"waiting"`
+	Scores       []float64 `json:"scores"`
+	Total        float64   `json:"total"`
 }
 
 // NewDecisionLog returns a log of the last n decisions (n ≥ 1).

@@ -28,7 +28,7 @@ type Metrics struct {
 	rejections  sync.Map // scheduler.Reason → *atomic.Int64
 	routed      sync.Map // endpoint ID → *atomic.Int64
 	retries     atomic.Int64
-	completed   sync.Map // status class ("2xx", "error") → *atomic.Int64
+	completed   sync.Map     // status class ("2xx", "error") → *atomic.Int64
 	promptToks  atomic.Int64 // prompt tokens of routed requests
 	cachedToks  atomic.Int64 // of which the chosen endpoint held (predicted)
 	usagePrompt atomic.Int64 // prompt tokens reported by servers

@@ -48,12 +48,12 @@ const maxSSELine = 1 << 20
 // anywhere, and keeps the usage of the last event that carried one. It
 // copies only the current partial line. Not safe for concurrent use.
 type SSEScanner struct {
-	line    []byte
-	skip    bool // the current line is over maxSSELine
-	events  int
-	usage   Usage
-	hasUse  bool
-	done    bool
+	line   []byte
+	skip   bool // the current line is over maxSSELine
+	events int
+	usage  Usage
+	hasUse bool
+	done   bool
 }
 
 // Write consumes the next chunk of the stream. It never fails.
