@@ -388,6 +388,7 @@ func (x *Index) Add(endpoint string, tier Tier, keys []uint64) error {
 		t.mu.Unlock()
 		return nil
 	}
+	x.warm(keys)
 	// Tail first: the eviction queue then drops a chain's tail before its prefix.
 	for i := len(keys) - 1; i >= 0; i-- {
 		x.setLocked(t, fixKey(keys[i]), 1<<tier)
@@ -403,6 +404,7 @@ func (x *Index) Remove(endpoint string, tier Tier, keys []uint64) error {
 	if err != nil {
 		return fmt.Errorf("kvcache: remove for %q: %w", endpoint, err)
 	}
+	x.warm(keys)
 	t.mu.Lock()
 	for _, k := range keys {
 		x.clearLocked(t, fixKey(k), 1<<tier)
@@ -474,6 +476,7 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 		return nil
 	}
 	t.keybuf = x.keyer.AppendKeysFrom(t.keybuf[:0], parent, ev.Tokens, ev.LoRA, ev.CacheSalt)
+	x.warm(t.keybuf)
 	for i := len(t.keybuf) - 1; i >= 0; i-- { // tail first, as in Add
 		k := fixKey(t.keybuf[i])
 		x.setLocked(t, k, 1<<tier)
@@ -543,9 +546,14 @@ func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error
 		return fmt.Errorf("kvcache: removed from %q: %w", endpoint, err)
 	}
 	t.mu.Lock()
+	t.keybuf = t.keybuf[:0]
 	for _, h := range engineHashes {
-		k, ok := t.engine[h]
-		if !ok {
+		t.keybuf = append(t.keybuf, t.engine[h]) // 0 (never a key) if unknown
+	}
+	x.warm(t.keybuf)
+	for i, h := range engineHashes {
+		k := t.keybuf[i]
+		if k == 0 {
 			x.dropped.Add(1)
 			continue
 		}
@@ -573,6 +581,7 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 		return nil
 	}
 	x.expireLocked(l, now)
+	x.warm(keys)
 	// Tail first: the learned capacity then drops a prefix's tail before its head.
 	for i := len(keys) - 1; i >= 0; i-- {
 		k := fixKey(keys[i])
@@ -717,12 +726,17 @@ func (x *Index) setLocked(l *location, k uint64, bits uint8) {
 func (x *Index) filterFIFOLocked(l *location) {
 	seen := make(map[uint64]struct{}, l.entries)
 	live := l.fifo[:0]
-	for _, k := range l.fifo[l.head:] {
-		if _, dup := seen[k]; dup || x.tiersOf(l, k) == 0 {
-			continue
+	q := l.fifo[l.head:]
+	for c := 0; c < len(q); c += maxBatch {
+		chunk := q[c:min(c+maxBatch, len(q))]
+		x.warm(chunk)
+		for _, k := range chunk {
+			if _, dup := seen[k]; dup || x.tiersOf(l, k) == 0 {
+				continue
+			}
+			seen[k] = struct{}{}
+			live = append(live, k)
 		}
-		seen[k] = struct{}{}
-		live = append(live, k)
 	}
 	clear(l.fifo[len(live):])
 	l.fifo, l.head = live, 0
@@ -766,33 +780,53 @@ func (x *Index) filterEngineLocked(l *location) {
 	}
 }
 
-// tiersOf reports l's bits for block k. The caller holds l.mu.
+// tiersOf reports l's bits for block k. The caller holds l.mu, so no one
+// else changes l's holder; it reads the table like Lookup, without the shard
+// lock.
 func (x *Index) tiersOf(l *location, k uint64) uint8 {
 	sh := &x.shards[k>>shardShift]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	t := sh.tab.Load()
-	i := t.find(k)
-	if i < 0 {
-		return 0
-	}
-	hw := t.s[2*i+1]
-	if hw&overflowBit == 0 {
-		for _, h := range [2]uint32{uint32(hw), uint32(hw >> 32)} {
-			if h != 0 && holderLoc(h) == l.id {
-				return holderTiers(h)
+	for {
+		t := sh.tab.Load()
+		i := t.findAtomic(k)
+		if i < 0 {
+			return 0
+		}
+		hw := atomic.LoadUint64(&t.s[2*i+1])
+		if hw&overflowBit == 0 {
+			for _, h := range [2]uint32{uint32(hw), uint32(hw >> 32)} {
+				if h != 0 && holderLoc(h) == l.id {
+					return holderTiers(h)
+				}
+			}
+			return 0
+		}
+		ar := sh.ar.Load().a
+		r := uint32(hw)
+		var got uint8
+		if int(r) < len(ar) {
+			n := atomic.LoadUint32(&ar[r]) & hdrLenMask
+			for j := uint32(0); j < n && int(r+1+j) < len(ar); j++ {
+				if h := atomic.LoadUint32(&ar[r+1+j]); holderLoc(h) == l.id {
+					got = holderTiers(h)
+					break
+				}
 			}
 		}
-		return 0
-	}
-	ar := sh.ar.Load().a
-	r := uint32(hw)
-	for _, h := range ar[r+1 : r+1+ar[r]&hdrLenMask] {
-		if holderLoc(h) == l.id {
-			return holderTiers(h)
+		if atomic.LoadUint64(&t.s[2*i+1]) == hw { // the record was not replaced under us
+			return got
 		}
 	}
-	return 0
+}
+
+// warm touches the table slots of keys ahead of a write loop over them, so
+// that their cache misses overlap (see Index.prefetch).
+func (x *Index) warm(keys []uint64) {
+	var pre [maxBatch]uint64
+	for len(keys) > 0 {
+		n := min(len(keys), maxBatch)
+		x.prefetch(keys[:n], &pre)
+		keys = keys[n:]
+	}
 }
 
 // clearAllLocked forgets everything l holds. The caller holds l.mu.

@@ -553,3 +553,43 @@ func TestJumpSearchHoleOvercountBounded(t *testing.T) {
 	_, err := New(nil, WithJumpSearch(1))
 	assert.Error(t, err)
 }
+
+// TestChurnStaysBounded: removing and re-adding blocks, or dropping blocks by
+// key while their engine mappings linger, must not grow a location's queue or
+// mappings without bound.
+func TestChurnStaysBounded(t *testing.T) {
+	x := newIndex(t)
+	keys := make([]uint64, 100)
+	for i := range keys {
+		keys[i] = uint64(i + 10)
+	}
+	for round := 0; round < 200; round++ {
+		require.NoError(t, x.Add("a", TierGPU, keys))
+		require.NoError(t, x.Remove("a", TierGPU, keys[:50]))
+	}
+	require.NoError(t, x.Add("a", TierGPU, keys))
+	l, err := x.loc("a", false, false)
+	require.NoError(t, err)
+	l.mu.Lock()
+	assert.LessOrEqual(t, len(l.fifo)-l.head, 2*l.entries+1024+len(keys))
+	assert.Equal(t, 100, l.entries)
+	l.mu.Unlock()
+	got, _ := lookup(t, x, keys, "a")
+	assert.Equal(t, m(100), got[0])
+
+	k := testKeyer{bs: 4}
+	for round := 0; round < 2000; round++ {
+		tokens := toks(8, uint32(round*8))
+		ev := storedEv([]uint64{uint64(2*round + 1), uint64(2*round + 2)}, 0, false, tokens)
+		require.NoError(t, x.Stored("b", TierGPU, ev))
+		// Removed by key (say, capacity eviction): the mapping lingers.
+		require.NoError(t, x.Remove("b", TierGPU, k.AppendKeysFrom(nil, k.Root(), tokens, "", "")))
+	}
+	l, err = x.loc("b", false, false)
+	require.NoError(t, err)
+	l.mu.Lock()
+	assert.LessOrEqual(t, len(l.engine), 2*l.entries+1024+2)
+	assert.Zero(t, l.entries)
+	l.mu.Unlock()
+	assert.Equal(t, int64(100), x.Stats().Entries)
+}

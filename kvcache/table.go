@@ -99,6 +99,21 @@ func (t *table) find(k uint64) int {
 	}
 }
 
+// findAtomic is find for callers that do not hold the shard's lock.
+func (t *table) findAtomic(k uint64) int {
+	i := k & t.mask
+	for {
+		kk := atomic.LoadUint64(&t.s[2*i])
+		if kk == k {
+			return int(i)
+		}
+		if kk == keyEmpty {
+			return -1
+		}
+		i = (i + 1) & t.mask
+	}
+}
+
 // Tier bits beyond the Tier values: bitRef marks an entry touched since the
 // evictor last looked (a CLOCK reference bit). It is never set alone.
 const (
