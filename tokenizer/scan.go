@@ -9,6 +9,8 @@ import (
 // model families we know (Oniguruma semantics: leftmost match, alternatives tried in order,
 // greedy quantifiers with backtracking, \s = Unicode White_Space). Each scanner is selected by
 // the exact pattern string found in tokenizer.json; anything else goes to the regexp2 fallback.
+// They only read immutable strings and read-only tables, so they are marked go:norace: the race
+// detector would slow the tests down and cannot find anything here.
 
 // Known split patterns, exactly as they appear (JSON-decoded) in tokenizer.json files.
 const (
@@ -62,6 +64,7 @@ var asciiClass = func() (t [utf8.RuneSelf]uint8) {
 	return t
 }()
 
+//go:norace
 func classSlow(r rune) uint8 {
 	switch {
 	case unicode.IsLetter(r):
@@ -88,6 +91,8 @@ func classSlow(r rune) uint8 {
 }
 
 // class returns the class bits of r.
+//
+//go:norace
 func class(r rune) uint8 {
 	if r < utf8.RuneSelf {
 		return asciiClass[r]
@@ -96,6 +101,8 @@ func class(r rune) uint8 {
 }
 
 // next decodes the rune at s[i:] (i < len(s)) and returns its class and width.
+//
+//go:norace
 func next(s string, i int) (uint8, int) {
 	if b := s[i]; b < utf8.RuneSelf {
 		return asciiClass[b], 1
@@ -105,6 +112,8 @@ func next(s string, i int) (uint8, int) {
 }
 
 // run returns the end of the run of runes starting at i whose class intersects mask.
+//
+//go:norace
 func run(s string, i int, mask uint8) int {
 	for i < len(s) {
 		c, n := next(s, i)
@@ -118,6 +127,8 @@ func run(s string, i int, mask uint8) int {
 
 // contraction matches 's|'t|'re|'ve|'m|'ll|'d at s[i:] (s[i] is the apostrophe), case-insensitively
 // when fold is set (Unicode simple folding: ſ folds to s). It returns the end, or -1.
+//
+//go:norace
 func contraction(s string, i int, fold bool) int {
 	j := i + 1
 	if j >= len(s) {
@@ -150,6 +161,8 @@ func contraction(s string, i int, fold bool) int {
 }
 
 // spaces matches \s*[\r\n]+|\s+(?!\S)|\s+ at s[i:], where s[i] starts a whitespace rune.
+//
+//go:norace
 func spaces(s string, i int) int {
 	j, lastNL, lastStart := i, -1, i
 	for j < len(s) {
@@ -174,6 +187,8 @@ func spaces(s string, i int) int {
 }
 
 // spacesNoNL matches \s+(?!\S)|\s+ at s[i:] (the GPT-2 pattern has no \s*[\r\n]+).
+//
+//go:norace
 func spacesNoNL(s string, i int) int {
 	j, lastStart := i, i
 	for j < len(s) {
@@ -191,6 +206,8 @@ func spacesNoNL(s string, i int) int {
 }
 
 // scanCL100K matches the cl100k pattern (maxDigits 3) or Qwen2's (maxDigits 1) at s[i:].
+//
+//go:norace
 func scanCL100K(s string, i int, maxDigits int) int {
 	if s[i] == '\'' {
 		if e := contraction(s, i, true); e > 0 {
@@ -228,6 +245,8 @@ func scanCL100K(s string, i int, maxDigits int) int {
 
 // punct matches ` ?X+[\r\n]*` at s[i:], X being the runes whose class does not intersect mask;
 // slash also accepts '/' in the tail (o200k). It returns the end, or -1.
+//
+//go:norace
 func punct(s string, i int, mask uint8, slash bool) int {
 	j := i
 	if s[i] == ' ' {
@@ -255,6 +274,8 @@ func punct(s string, i int, mask uint8, slash bool) int {
 }
 
 // scanGPT2 matches the GPT-2 ByteLevel pattern at s[i:].
+//
+//go:norace
 func scanGPT2(s string, i int) int {
 	if s[i] == '\'' {
 		if e := contraction(s, i, false); e > 0 {
@@ -287,6 +308,8 @@ func scanGPT2(s string, i int) int {
 }
 
 // scanO200K matches the o200k pattern at s[i:].
+//
+//go:norace
 func scanO200K(s string, i int) int {
 	c, n := next(s, i)
 	prefix := c&(cL|cN|cNL) == 0
@@ -324,6 +347,8 @@ func scanO200K(s string, i int) int {
 }
 
 // o200kLower matches [U]*[W]+(?i:contraction)? at s[p:] with backtracking, or returns -1.
+//
+//go:norace
 func o200kLower(s string, p int) int {
 	j, lastWEnd := p, -1
 	for j < len(s) {
@@ -351,6 +376,8 @@ func o200kLower(s string, p int) int {
 }
 
 // o200kUpper matches [U]+[W]*(?i:contraction)? at s[p:], or returns -1.
+//
+//go:norace
 func o200kUpper(s string, p int) int {
 	j := run(s, p, cU)
 	if j == p {
@@ -359,6 +386,7 @@ func o200kUpper(s string, p int) int {
 	return withContraction(s, run(s, j, cW))
 }
 
+//go:norace
 func withContraction(s string, e int) int {
 	if e < len(s) && s[e] == '\'' {
 		if ce := contraction(s, e, true); ce > 0 {
@@ -369,6 +397,8 @@ func withContraction(s string, e int) int {
 }
 
 // findDigits3 finds \p{N}{1,3}.
+//
+//go:norace
 func findDigits3(s string, i int) (int, int) {
 	for i < len(s) {
 		c, n := next(s, i)
@@ -388,11 +418,14 @@ func findDigits3(s string, i int) (int, int) {
 	return -1, -1
 }
 
+//go:norace
 func isDeepSeekCJK(r rune) bool {
 	return (r >= 0x4e00 && r <= 0x9fa5) || (r >= 0x3040 && r <= 0x309f) || (r >= 0x30a0 && r <= 0x30ff)
 }
 
 // findDeepSeekCJK finds [一-龥぀-ゟ゠-ヿ]+.
+//
+//go:norace
 func findDeepSeekCJK(s string, i int) (int, int) {
 	for i < len(s) {
 		if s[i] < utf8.RuneSelf {
@@ -417,14 +450,18 @@ func findDeepSeekCJK(s string, i int) (int, int) {
 	return -1, -1
 }
 
+//go:norace
 func isASCIIPunct(b byte) bool {
 	return (b >= '!' && b <= '/') || (b >= ':' && b <= '@') || (b >= '[' && b <= '`') || (b >= '{' && b <= '~')
 }
 
+//go:norace
 func isASCIILetter(b byte) bool { return (b|0x20) >= 'a' && (b|0x20) <= 'z' }
 
 // findDeepSeek finds DeepSeek-V3's third pattern; it is not total (digits and most control
 // characters match no alternative), so the search may skip runes.
+//
+//go:norace
 func findDeepSeek(s string, i int) (int, int) {
 	for i < len(s) {
 		if e := matchDeepSeek(s, i); e > 0 {
@@ -436,6 +473,7 @@ func findDeepSeek(s string, i int) (int, int) {
 	return -1, -1
 }
 
+//go:norace
 func matchDeepSeek(s string, i int) int {
 	// [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+
 	if isASCIIPunct(s[i]) && i+1 < len(s) && isASCIILetter(s[i+1]) {
