@@ -244,6 +244,11 @@ func New(keyer Keyer, opts ...Option) (*Index, error) {
 	return x, nil
 }
 
+// idQuarantine is how many dropped locations' ids wait before one is reused, so
+// that a Lookup still holding an older registry snapshot never attributes a
+// new endpoint's blocks to a dropped one.
+const idQuarantine = 4096
+
 // registry is an immutable snapshot of the locations.
 type registry struct {
 	endpoints map[string]uint32
@@ -327,9 +332,9 @@ func (x *Index) loc(name string, storage, create bool) (*location, error) {
 	}
 	n := r.clone()
 	var id uint32
-	if len(x.free) > 0 {
-		id = x.free[len(x.free)-1]
-		x.free = x.free[:len(x.free)-1]
+	if len(x.free) > idQuarantine {
+		id = x.free[0] // the longest freed: no lookup still resolves to it
+		x.free = x.free[1:]
 	} else {
 		if len(n.locs) > maxLoc {
 			return nil, ErrTooManyLocations
@@ -446,6 +451,9 @@ type BlockStored struct {
 // parent hash has no mapping, and ErrBlockSize when sizes disagree; in both
 // cases nothing is applied.
 func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
+	if ev == nil {
+		return fmt.Errorf("kvcache: stored from %q: nil event", endpoint)
+	}
 	ep, t, err := x.target(endpoint, tier)
 	if err != nil {
 		return fmt.Errorf("kvcache: stored from %q: %w", endpoint, err)

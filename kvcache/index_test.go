@@ -1,11 +1,13 @@
 package kvcache
 
 import (
+	"context"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -592,4 +594,45 @@ func TestChurnStaysBounded(t *testing.T) {
 	assert.Zero(t, l.entries)
 	l.mu.Unlock()
 	assert.Equal(t, int64(100), x.Stats().Entries)
+}
+
+// TestEndpointDroppedMidLookup: a lookup that resolved its candidates before
+// an endpoint was dropped (and another registered) walks a table without the
+// dropped endpoint's blocks, and never sees the newcomer's as the dropped one's.
+func TestEndpointDroppedMidLookup(t *testing.T) {
+	x := newIndex(t)
+	keys := []uint64{1, 2, 3, 4}
+	require.NoError(t, x.Add("a", TierGPU, keys))
+	require.NoError(t, x.Add("b", TierCPU, keys[:2]))
+	before := x.reg.Load() // the snapshot an in-flight Lookup holds
+
+	require.NoError(t, x.DropEndpoint("a"))
+	require.NoError(t, x.Add("c", TierGPU, keys)) // must not reuse a's id yet
+
+	out := make([]Match, 3)
+	sc := new(lookupScratch)
+	n := sc.run(x, before, keys, []string{"a", "b", "c"}, out)
+	assert.Equal(t, []Match{{}, m(0, 2), {}}, out) // c unknown to the old snapshot
+	assert.Equal(t, 2, n)
+
+	got, _ := lookup(t, x, keys, "a", "b", "c")
+	assert.Equal(t, []Match{{}, m(0, 2), m(4)}, got)
+	assert.Error(t, x.Stored("a", TierGPU, nil))
+}
+
+func TestRunExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newIndex(t, WithLearnedTTL(2*time.Second))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- x.Run(ctx) }()
+		require.NoError(t, x.Learn("a", []uint64{1, 2, 3}))
+		assert.Equal(t, int64(3), x.Stats().Learned)
+		time.Sleep(2*time.Second + 600*time.Millisecond) // > TTL + one Expire period
+		synctest.Wait()
+		assert.Equal(t, int64(0), x.Stats().Learned)
+		assert.Equal(t, int64(0), x.Stats().Entries)
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled)
+	})
 }
