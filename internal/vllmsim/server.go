@@ -287,6 +287,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var wakes []chan struct{}
 	for {
 		s.mu.Lock()
 		now := s.since()
@@ -324,14 +325,19 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.mu.Lock()
 		out := s.eng.Complete(s.since())
-		releases := s.dispatch(out)
 		var batch *kvevents.Batch
 		if s.pub != nil && len(out.Events) > 0 {
 			batch = s.kvBatch(out.Events)
 		}
+		releases, wakes := s.dispatch(out, wakes[:0])
 		s.mu.Unlock()
+		// Publish before waking the handlers, so a step's KV events are out
+		// before its responses.
 		if batch != nil {
 			_, _ = s.pub.Publish(batch, s.schema)
+		}
+		for _, c := range wakes {
+			notify(c)
 		}
 		for _, f := range releases {
 			f()
@@ -347,8 +353,9 @@ func notify(c chan struct{}) {
 }
 
 // dispatch hands the step's tokens to their streams and records metrics.
-// Called with s.mu held; returns P/D release calls to make after unlocking.
-func (s *Server) dispatch(out *StepOutput) []func() {
+// Called with s.mu held; returns P/D release calls to make and stream
+// channels to notify after unlocking.
+func (s *Server) dispatch(out *StepOutput, wakes []chan struct{}) ([]func(), []chan struct{}) {
 	var releases []func()
 	m := s.metrics
 	for _, ev := range out.Tokens {
@@ -380,9 +387,9 @@ func (s *Server) dispatch(out *StepOutput) []func() {
 		if ev.Finish != NotFinished {
 			st.finish = ev.Finish
 		}
-		notify(st.notify)
+		wakes = append(wakes, st.notify)
 	}
-	return releases
+	return releases, wakes
 }
 
 // kvBatch converts engine events to vLLM's wire events. Called with s.mu
