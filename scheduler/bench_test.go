@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/routekit/routekit/kvcache"
 	"github.com/routekit/routekit/pool"
@@ -211,4 +212,35 @@ func naiveDecide(req *Request, eps []*pool.Endpoint, idx mapIndex, r *rand.Rand)
 		return 0
 	})
 	return list[0].e
+}
+
+// BenchmarkScheduleLatency times every decision of BenchmarkScheduleKV's
+// setup separately and reports its P50 and P99 (the target is a P50),
+// at 100 endpoints.
+func BenchmarkScheduleLatency(b *testing.B) {
+	for _, tokens := range []int{8192, 100_000} {
+		b.Run(fmt.Sprintf("endpoints=100/tokens=%d", tokens), func(b *testing.B) {
+			eps, idx, req := benchKV(b, 100, tokens)
+			s, err := New(DefaultProfile(rand.NewPCG(1, 1)), WithPrefixIndex(KVIndex(idx)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var d Decision
+			ctx := context.Background()
+			lat := make([]time.Duration, 0, 1<<16)
+			b.ReportAllocs()
+			for b.Loop() {
+				t := time.Now()
+				if err := s.ScheduleInto(ctx, req, eps, &d); err != nil {
+					b.Fatal(err)
+				}
+				if len(lat) < cap(lat) {
+					lat = append(lat, time.Since(t))
+				}
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+		})
+	}
 }

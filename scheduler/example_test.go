@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
+	"sync"
 
 	"github.com/routekit/routekit/pool"
 	"github.com/routekit/routekit/scheduler"
@@ -60,4 +62,56 @@ func ExampleHTTPStatus() {
 	_, err := s.Schedule(context.Background(), &scheduler.Request{PromptTokens: 10}, nil)
 	fmt.Println(err, scheduler.HTTPStatus(err), scheduler.DropReason(err))
 	// Output: scheduler: no endpoints 503 rejected-no-endpoints
+}
+
+// Flow control in front of a saturated fleet: requests wait in the gateway,
+// higher priority first, and leave as capacity frees (Notify after a request
+// ends). Sheddable requests are refused at once.
+func ExampleFlowControl() {
+	inflight, capacity := 1, 1 // one request already running
+	var mu sync.Mutex
+	gate := scheduler.GateFunc(func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return inflight >= capacity
+	})
+	fc, _ := scheduler.NewFlowControl(gate, scheduler.FlowConfig{})
+
+	_, err := fc.Acquire(context.Background(), &scheduler.Request{Priority: -1})
+	fmt.Println("sheddable:", scheduler.HTTPStatus(err), scheduler.DropReason(err))
+
+	admitted := make(chan string, 2)
+	var wg sync.WaitGroup
+	for _, r := range []*scheduler.Request{{ID: "batch", Priority: 0}, {ID: "interactive", Priority: 10}} {
+		wg.Go(func() {
+			p, err := fc.Acquire(context.Background(), r)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			inflight++ // the gateway dispatches: pool.Endpoint.Dispatch
+			mu.Unlock()
+			p.Done()
+			admitted <- r.ID
+		})
+		for { // wait until it is queued
+			if n, _ := fc.Len(); n > 0 && (r.ID == "batch" || n > 1) {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
+	// Capacity frees twice: the running request ends, then the next one.
+	for range 2 {
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+		fc.Notify()
+		fmt.Println("admitted:", <-admitted)
+	}
+	wg.Wait()
+	// Output:
+	// sheddable: 429 rejected-saturated
+	// admitted: interactive
+	// admitted: batch
 }
