@@ -436,6 +436,11 @@ func (s *Scheduler) run(ctx context.Context, p *profile, req *Request, d *Decisi
 		if pi < 0 || pi >= n {
 			return fmt.Errorf("%w (index %d of %d candidates)", ErrNoPick, pi, n)
 		}
+		for _, prev := range r.picks[:i] {
+			if prev == pi {
+				return fmt.Errorf("%w (candidate %d chosen twice)", ErrNoPick, pi)
+			}
+		}
 		if i == 0 {
 			r.Endpoint = cands[pi].Endpoint
 			r.Prefix = cands[pi].Prefix

@@ -110,6 +110,10 @@ func TestScheduleErrors(t *testing.T) {
 		out[0] = 7
 		return 1
 	})
+	twicePicker := PickerFunc(func(_ context.Context, _ *Request, _ []Candidate, _ []float64, out []int) int {
+		out[0], out[1] = 1, 1
+		return 2
+	})
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	req := &Request{PromptTokens: 100}
@@ -134,6 +138,7 @@ func TestScheduleErrors(t *testing.T) {
 		{"no prompt", Profile{}, nil, nil, &Request{Model: "m"}, fresh, ErrNoPrompt, 400, ReasonBadRequest},
 		{"picker chose nothing", Profile{Picker: lazyPicker}, nil, nil, req, fresh, ErrNoPick, 500, ReasonInternal},
 		{"picker out of range", Profile{Picker: dupPicker}, nil, nil, req, fresh, ErrNoPick, 500, ReasonInternal},
+		{"picker repeats itself", Profile{Picker: twicePicker}, nil, nil, req, fresh, ErrNoPick, 500, ReasonInternal},
 		{"client gone", Profile{}, nil, cancelled, req, fresh, context.Canceled, 499, ReasonCancelled},
 	}
 	for _, tt := range tests {
