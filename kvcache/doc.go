@@ -69,10 +69,11 @@
 // visits only that block's holders, marks the candidates seen, and keeps per
 // candidate the start of its current run of equal tiers, so tiers are summed
 // per run, not per block. Before walking a batch of blocks it touches their
-// slots, so that their cache and TLB misses overlap. Once the first 64 blocks
-// are walked, it jumps: it probes one block 64 ahead, and if every live
-// candidate holds it in the tier of its current run, the blocks in between
-// count alike; otherwise it walks them one by one. This is exact when in each
+// slots, so that their cache and TLB misses overlap. After block 0 it jumps:
+// it probes one block 64 ahead, and if every live candidate holds it in the
+// tier of its current run, the blocks in between count alike; otherwise it
+// bisects down to where a candidate drops out or changes tier and walks the
+// last two or three blocks one by one. This is exact when in each
 // tier an endpoint holds a prefix of a chain, which vLLM guarantees (a block is
 // only used with its prefix and blocks are freed tail first);
 // WithJumpSearch(0) walks every block whatever the holdings. Cost: O(Σ holders

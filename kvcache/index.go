@@ -189,9 +189,9 @@ func WithLearnedTTL(d time.Duration) Option { return optionFunc(func(c *config) 
 func WithLearnedCapacity(n int) Option { return optionFunc(func(c *config) { c.learnedCap = n }) }
 
 // WithJumpSearch makes Lookup probe one block every stride blocks instead of
-// every block while all candidates keep matching in the same tier, walking
-// block by block only where one drops out or changes tier (Dynamo's jump
-// search). It is exact when, in each tier, an endpoint holds a prefix of a
+// every block while all candidates keep matching in the same tier, bisecting
+// to where one drops out or changes tier (Dynamo's jump search, with the
+// binary search inside a jump that Dynamo lists as future work). It is exact when, in each tier, an endpoint holds a prefix of a
 // chain, which is what vLLM's prefix cache guarantees (a block is used only
 // with its prefix, and freed tail first). Where that does not hold (say a hole
 // left by WithCapacity eviction), a match may count up to stride-1 blocks the

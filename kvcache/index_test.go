@@ -77,6 +77,7 @@ func TestLookupSemantics(t *testing.T) {
 		attach   map[string]string
 		adds     []add
 		learn    map[string][]uint64
+		holes    bool // holdings not prefix-closed per tier: exact mode only
 		eps      []string
 		want     []Match
 		wantLong int
@@ -95,6 +96,7 @@ func TestLookupSemantics(t *testing.T) {
 		},
 		{
 			name:     "partial match stops at first missing block",
+			holes:    true,
 			adds:     []add{{"a", TierGPU, keys[:3]}, {"a", TierGPU, keys[4:]}},
 			eps:      []string{"a"},
 			want:     []Match{m(3)},
@@ -131,6 +133,7 @@ func TestLookupSemantics(t *testing.T) {
 		},
 		{
 			name:     "tier change back and forth",
+			holes:    true,
 			adds:     []add{{"a", TierCPU, keys}, {"a", TierGPU, []uint64{11, 13, 15}}},
 			eps:      []string{"a"},
 			want:     []Match{m(3, 3)},
@@ -179,21 +182,26 @@ func TestLookupSemantics(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			x := newIndex(t)
-			for ep, st := range tt.attach {
-				require.NoError(t, x.Attach(ep, st))
+		for _, stride := range []int{0, 2, DefaultJumpStride} {
+			if stride != 0 && tt.holes {
+				continue
 			}
-			for _, a := range tt.adds {
-				require.NoError(t, x.Add(a.ep, a.tier, a.keys))
-			}
-			for ep, ks := range tt.learn {
-				require.NoError(t, x.Learn(ep, ks))
-			}
-			got, n := lookup(t, x, keys, tt.eps...)
-			assert.Equal(t, tt.want, got)
-			assert.Equal(t, tt.wantLong, n)
-		})
+			t.Run(fmt.Sprintf("%s/jump=%d", tt.name, stride), func(t *testing.T) {
+				x := newIndex(t, WithJumpSearch(stride))
+				for ep, st := range tt.attach {
+					require.NoError(t, x.Attach(ep, st))
+				}
+				for _, a := range tt.adds {
+					require.NoError(t, x.Add(a.ep, a.tier, a.keys))
+				}
+				for ep, ks := range tt.learn {
+					require.NoError(t, x.Learn(ep, ks))
+				}
+				got, n := lookup(t, x, keys, tt.eps...)
+				assert.Equal(t, tt.want, got)
+				assert.Equal(t, tt.wantLong, n)
+			})
+		}
 	}
 }
 

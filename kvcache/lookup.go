@@ -212,25 +212,34 @@ func (sc *lookupScratch) walk(x *Index, keys []uint64, out []Match, hasStorage b
 	batch, batchEnd := 4, 0
 	segEnd := len(keys)
 	if jump > 0 {
-		segEnd = min(jump, len(keys))
+		segEnd = 1 // walk block 0, which sets every candidate's first tier, then jump
 	}
 walk:
 	for b < len(keys) {
 		if b == segEnd {
-			// Jump search: from the last block walked, probe one block a
-			// stride ahead; if every live candidate holds it in the tier of
-			// its current run, take the blocks in between as held alike.
-			for {
-				c := min(b-1+jump, len(keys)-1)
-				if c < b || !sc.check(x, fixKey(keys[c]), int32(c), int32(b-1)) {
+			// Jump search: from the last block walked (lo), probe one block a
+			// stride ahead (hi); if every live candidate holds it in the tier
+			// of its current run, take the blocks in between as held alike.
+			// If not, something changes in (lo, hi]: bisect down to it, then
+			// walk the last few blocks one by one.
+			lo := b - 1
+			hi := min(lo+jump, len(keys)-1)
+			for hi > lo {
+				if sc.check(x, fixKey(keys[hi]), int32(hi), int32(lo)) {
+					for _, ci := range sc.alive {
+						cands[ci].seenAt = int32(hi)
+					}
+					lo = hi
+					hi = min(lo+jump, len(keys)-1)
+					continue
+				}
+				if hi-lo <= 2 {
 					break
 				}
-				for _, ci := range sc.alive {
-					cands[ci].seenAt = int32(c)
-				}
-				b = c + 1
+				hi = lo + (hi-lo)/2
 			}
-			segEnd = min(b+jump, len(keys))
+			b = lo + 1
+			segEnd = hi + 1
 			batchEnd = b
 			if b == len(keys) {
 				break
