@@ -9,13 +9,15 @@ import (
 // characters of each pre-tokenized piece.
 type bpe struct {
 	vocab  map[string]uint32 // token string -> id, as in tokenizer.json
-	merges map[uint64]uint64 // left<<32|right -> rank<<32|merged id
+	merges *pairTable        // (left, right) -> rank<<32|merged id
+	nMerge int
 
 	// Byte-level models (a ByteLevel pre-tokenizer): the model works on raw bytes; bytesVocab
 	// maps raw bytes to ids (used for ignore_merges and the cache) and byteID each byte's id.
 	byteLevel  bool
 	bytesVocab map[string]uint32
 	byteID     [256]int32
+	bytePairs  []uint64 // [left byte<<8|right byte] -> pair(byteID[left], byteID[right])
 
 	unk          int64 // -1: none
 	fuseUnk      bool
@@ -25,16 +27,14 @@ type bpe struct {
 	prefix       string // continuing_subword_prefix ("" = none)
 	suffix       string // end_of_word_suffix ("" = none)
 
-	mergeBuf []byte // scratch while loading
+	mergeBuf []byte                      // scratch while loading
+	addMerge func(a, b uint32, v uint64) // while loading
 }
 
 const noMerge = ^uint64(0)
 
 func (m *bpe) pair(a, b uint32) uint64 {
-	if v, ok := m.merges[uint64(a)<<32|uint64(b)]; ok {
-		return v
-	}
-	return noMerge
+	return m.merges.get(a, b)
 }
 
 // encode appends the ids of one pre-tokenized piece.
@@ -52,11 +52,14 @@ func (m *bpe) encode(st *state, dst []uint32, piece string) []uint32 {
 		return append(dst, ids...)
 	}
 	syms := st.syms[:0]
+	raw := "" // set when syms[i] is the token of byte raw[i]
 	if m.byteLevel {
+		raw = piece
 		for i := 0; i < len(piece); i++ {
 			id := m.byteID[piece[i]]
 			if id < 0 {
 				syms = m.symbolsSlow(st, syms[:0], byteLevelString(piece))
+				raw = ""
 				break
 			}
 			syms = append(syms, uint32(id))
@@ -64,7 +67,7 @@ func (m *bpe) encode(st *state, dst []uint32, piece string) []uint32 {
 	} else {
 		syms = m.symbolsSlow(st, syms, piece)
 	}
-	syms = m.merge(st, syms)
+	syms = m.merge(st, syms, raw)
 	st.syms = syms
 	st.cache.put(piece, syms)
 	return append(dst, syms...)
@@ -131,20 +134,29 @@ func (m *bpe) symbolsSlow(st *state, syms []uint32, w string) []uint32 {
 // merge applies the merges to syms in place. Short words use a quadratic scan, long ones
 // (SentencePiece-style models BPE whole segments) a heap; both pick the lowest rank, leftmost
 // first, which is the order of HF's priority queue.
-func (m *bpe) merge(st *state, syms []uint32) []uint32 {
+func (m *bpe) merge(st *state, syms []uint32, raw string) []uint32 {
 	if len(syms) < 2 {
 		return syms
 	}
 	if len(syms) <= 64 {
-		return m.mergeSmall(st, syms)
+		return m.mergeSmall(st, syms, raw)
 	}
-	return m.mergeHeap(st, syms)
+	return m.mergeHeap(st, syms, raw)
 }
 
-func (m *bpe) mergeSmall(st *state, syms []uint32) []uint32 {
+// firstPair returns the merge of syms[i] and syms[i+1] before any merge happened, from the dense
+// byte-pair table when the symbols are the bytes of raw.
+func (m *bpe) firstPair(syms []uint32, i int, raw string) uint64 {
+	if raw != "" {
+		return m.bytePairs[uint16(raw[i])<<8|uint16(raw[i+1])]
+	}
+	return m.pair(syms[i], syms[i+1])
+}
+
+func (m *bpe) mergeSmall(st *state, syms []uint32, raw string) []uint32 {
 	ranks := st.ranks[:0]
 	for i := 0; i+1 < len(syms); i++ {
-		ranks = append(ranks, m.pair(syms[i], syms[i+1]))
+		ranks = append(ranks, m.firstPair(syms, i, raw))
 	}
 	for {
 		best, bestRank := -1, noMerge
@@ -176,7 +188,7 @@ type symbol struct {
 	alive      bool
 }
 
-func (m *bpe) mergeHeap(st *state, syms []uint32) []uint32 {
+func (m *bpe) mergeHeap(st *state, syms []uint32, raw string) []uint32 {
 	sy := st.links[:0]
 	for i, id := range syms {
 		sy = append(sy, symbol{id: id, prev: int32(i - 1), next: int32(i + 1), alive: true})
@@ -184,7 +196,7 @@ func (m *bpe) mergeHeap(st *state, syms []uint32) []uint32 {
 	sy[len(sy)-1].next = -1
 	h := heap(st.heap[:0])
 	for i := 0; i+1 < len(sy); i++ {
-		if r := m.pair(sy[i].id, sy[i+1].id); r != noMerge {
+		if r := m.firstPair(syms, i, raw); r != noMerge {
 			h.push(r>>32<<32 | uint64(i))
 		}
 	}
@@ -358,18 +370,38 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 			}
 		}
 	}
-	m.merges = make(map[uint64]uint64, len(mergesRaw)/16)
-	if err := parseMerges(mergesRaw, m.addMerge); err != nil {
+	type merge struct {
+		a, b uint32
+		v    uint64
+	}
+	var all []merge
+	m.addMerge = func(a, b uint32, v uint64) { all = append(all, merge{a, b, v}) }
+	if err := parseMerges(mergesRaw, m.parseMerge); err != nil {
 		return nil, err
+	}
+	m.merges = newPairTable(len(all))
+	for _, x := range all {
+		m.merges.put(x.a, x.b, x.v)
+	}
+	m.addMerge = nil
+	if byteLevel {
+		m.bytePairs = make([]uint64, 1<<16)
+		for i := range m.bytePairs {
+			a, b := m.byteID[i>>8], m.byteID[i&0xff]
+			m.bytePairs[i] = noMerge
+			if a >= 0 && b >= 0 {
+				m.bytePairs[i] = m.pair(uint32(a), uint32(b))
+			}
+		}
 	}
 	return m, nil
 }
 
-// addMerge records one merge. Like fromByteLevel and the JSON readers it only touches data being
+// parseMerge records one merge. Like fromByteLevel and the JSON readers it only touches data being
 // built by one goroutine, so it is excluded from race instrumentation (see jsonlite.go).
 //
 //go:norace
-func (m *bpe) addMerge(rank int, a, b []byte) error {
+func (m *bpe) parseMerge(rank int, a, b []byte) error {
 	ida, ok := m.vocab[string(a)]
 	if !ok {
 		return fmt.Errorf("tokenizer: merge %d (%q, %q): %q is not in the vocabulary", rank, a, b, a)
@@ -387,6 +419,6 @@ func (m *bpe) addMerge(rank int, a, b []byte) error {
 	if !ok {
 		return fmt.Errorf("tokenizer: merge %d (%q, %q): merged token %q is not in the vocabulary", rank, a, b, m.mergeBuf)
 	}
-	m.merges[uint64(ida)<<32|uint64(idb)] = uint64(rank)<<32 | uint64(idm)
+	m.addMerge(ida, idb, uint64(rank)<<32|uint64(idm))
 	return nil
 }

@@ -107,6 +107,15 @@ func build(data []byte, o *options) (*Tokenizer, error) {
 	if t.pre, err = buildPre(f.PreTokenizer, nil); err != nil {
 		return nil, err
 	}
+	if o.regexOnly { // benchmark baseline: the general regex engine instead of the scanners
+		for i := range t.pre {
+			if t.pre[i].pattern != "" && t.pre[i].re == nil {
+				if t.pre[i].re, err = compileRegex(t.pre[i].pattern); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	byteLevel := false
 	for i, p := range t.pre {
 		if p.kind == preByteLevel {
@@ -469,6 +478,9 @@ func buildPre(raw json.RawMessage, steps []preStep) ([]preStep, error) {
 			return nil, err
 		}
 		p := preStep{kind: preSplit, find: f, behavior: b, invert: c.Invert}
+		if c.Pattern.Regex != nil {
+			p.pattern = *c.Pattern.Regex
+		}
 		if re != "" {
 			if p.re, err = compileRegex(re); err != nil {
 				return nil, err

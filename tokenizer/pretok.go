@@ -42,6 +42,7 @@ type preStep struct {
 	kind     preKind
 	find     finder          // preSplit with a literal or known pattern
 	re       *regexp2.Regexp // preSplit with an unknown regex (slower fallback)
+	pattern  string          // preSplit: the regex pattern, if any
 	behavior behavior
 	invert   bool
 

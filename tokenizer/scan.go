@@ -67,6 +67,8 @@ var asciiClass = func() (t [utf8.RuneSelf]uint8) {
 //go:norace
 func classSlow(r rune) uint8 {
 	switch {
+	case (r >= 0x4e00 && r <= 0x9fff) || (r >= 0xac00 && r <= 0xd7a3):
+		return cL | cU | cW // CJK Unified Ideographs and Hangul syllables: all Lo
 	case unicode.IsLetter(r):
 		switch {
 		case unicode.Is(unicode.Lu, r) || unicode.Is(unicode.Lt, r):

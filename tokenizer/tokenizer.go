@@ -44,6 +44,7 @@ type options struct {
 	config    []byte
 	hasConfig bool
 	cacheSize int
+	regexOnly bool // tests and benchmarks: run every Split regex through regexp2
 }
 
 type optionFunc func(*options)
