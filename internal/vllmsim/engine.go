@@ -157,7 +157,8 @@ type Seq struct {
 	Req *Request
 
 	tokens      []uint32 // prompt + output
-	hashes      []Hash   // identities of the full blocks of tokens hashed so far
+	keys        []uint64 // keys of the full blocks of tokens hashed so far
+	tail        Hash     // full identity of the last hashed block (the next parent)
 	blocks      []int32
 	numCached   int // full blocks registered in the prefix cache
 	numComputed int
@@ -554,13 +555,13 @@ func (e *Engine) prefixHit(s *Seq) int {
 	hits := s.hitIDs[:0]
 	for i, id := range s.hitIDs {
 		b := &e.pool.blocks[id]
-		if i >= maxBlocks || !b.hashed || b.key != s.hashes[i].Key() {
+		if i >= maxBlocks || !b.hashed || b.key != s.keys[i] {
 			break
 		}
 		hits = append(hits, id)
 	}
 	for n := len(hits); n < maxBlocks; n++ {
-		id, ok := e.pool.lookup(s.hashes[n].Key())
+		id, ok := e.pool.lookup(s.keys[n])
 		if !ok {
 			break
 		}
@@ -573,19 +574,17 @@ func (e *Engine) prefixHit(s *Seq) int {
 
 func (e *Engine) ensureHashes(s *Seq, nblocks int) {
 	bs := e.cfg.BlockSize
-	if cap(s.hashes) < nblocks {
-		s.hashes = slices.Grow(s.hashes, (s.promptLen+s.outputLen)/bs+1-len(s.hashes))
+	if cap(s.keys) < nblocks {
+		s.keys = slices.Grow(s.keys, (s.promptLen+s.outputLen)/bs+1-len(s.keys))
 	}
-	for len(s.hashes) < nblocks {
-		i := len(s.hashes)
-		var parent Hash
+	for len(s.keys) < nblocks {
+		i := len(s.keys)
 		salt := ""
-		if i > 0 {
-			parent = s.hashes[i-1]
-		} else {
+		if i == 0 {
 			salt = s.Req.CacheSalt
 		}
-		s.hashes = append(s.hashes, e.hasher.HashBlock(parent, s.tokens[i*bs:(i+1)*bs], salt))
+		s.tail = e.hasher.HashBlock(s.tail, s.tokens[i*bs:(i+1)*bs], salt)
+		s.keys = append(s.keys, s.tail.Key())
 	}
 }
 
@@ -649,7 +648,7 @@ func (e *Engine) cacheFull(s *Seq, upTo int) {
 	e.ensureHashes(s, full)
 	start := len(e.keys)
 	for i := s.numCached; i < full; i++ {
-		k := s.hashes[i].Key()
+		k := s.keys[i]
 		e.pool.cache(s.blocks[i], k)
 		e.keys = append(e.keys, k)
 	}
@@ -660,7 +659,7 @@ func (e *Engine) cacheFull(s *Seq, upTo int) {
 		BlockSize: bs,
 	}
 	if s.numCached > 0 {
-		ev.Parent, ev.HasParent = s.hashes[s.numCached-1].Key(), true
+		ev.Parent, ev.HasParent = s.keys[s.numCached-1], true
 	}
 	e.out.Events = append(e.out.Events, ev)
 	s.numCached = full

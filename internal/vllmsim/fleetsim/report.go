@@ -225,8 +225,10 @@ func (s *Sim) report() *Report {
 	return rep
 }
 
-// histogram is a log-bucketed latency histogram (1% relative precision)
-// for the per-token ITL samples, which are too many to keep.
+// histogram is a log-bucketed latency histogram for the per-token ITL
+// samples, which are too many to keep: buckets are the float64 exponent
+// and the top 7 mantissa bits of the duration in ns, so a quantile is exact
+// to within 0.8%.
 type histogram struct {
 	counts []int64
 	n      int64
@@ -234,35 +236,35 @@ type histogram struct {
 }
 
 const (
-	histBase = 1.01
-	histMin  = float64(time.Microsecond)
+	histShift = 52 - 7
+	histBias  = 1023 << 7 // bucket of 1 ns
 )
 
-var logHistBase = math.Log(histBase)
-
 func (h *histogram) add(d time.Duration) {
-	i := 0
-	if f := float64(d); f > histMin {
-		i = int(math.Ceil(math.Log(f/histMin) / logHistBase))
-	}
+	i := int(math.Float64bits(float64(max(d, 0))+1)>>histShift) - histBias
 	if i >= len(h.counts) {
-		h.counts = append(h.counts, make([]int64, i+1-len(h.counts))...)
+		h.counts = append(h.counts, make([]int64, i+1-len(h.counts)+64)...)
 	}
 	h.counts[i]++
 	h.n++
 	h.sum += d
 }
 
+// upper returns the upper bound of bucket i.
+func (h *histogram) upper(i int) time.Duration {
+	return time.Duration(math.Float64frombits(uint64(i+histBias+1)<<histShift) - 1)
+}
+
 func (h *histogram) quantile(p float64) time.Duration {
 	if h.n == 0 {
 		return 0
 	}
-	target := int64(math.Ceil(p * float64(h.n)))
+	target := max(int64(math.Ceil(p*float64(h.n))), 1)
 	var c int64
 	for i, n := range h.counts {
 		c += n
-		if c >= max(target, 1) {
-			return time.Duration(histMin * math.Pow(histBase, float64(i)))
+		if c >= target {
+			return h.upper(i)
 		}
 	}
 	return 0

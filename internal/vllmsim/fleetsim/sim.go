@@ -297,6 +297,9 @@ func (s *Sim) liveReplicas() int {
 }
 
 func (s *Sim) arrive(req *Request) {
+	if cap(req.Keys) == 0 {
+		req.Keys = make([]uint64, 0, len(req.Prompt)/s.cfg.Engine.BlockSize)
+	}
 	req.Keys = blockKeys(s.cfg.Hasher, req.Keys[:0], req.Prompt, s.cfg.Engine.BlockSize)
 	s.st.Now = s.now
 	s.st.Replicas = s.routable
