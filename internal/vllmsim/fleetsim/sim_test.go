@@ -87,11 +87,11 @@ func TestRepeatedPromptsHitAndTTFTDrops(t *testing.T) {
 func TestPastSaturationQueuesGrow(t *testing.T) {
 	cfg := vllmsim.Qwen3_32B_H100x2()
 	w := fleetsim.SharedPrefix{
-		Groups: 50, PromptsPerGroup: 5, SystemPromptLen: 2000, QuestionLen: 1000, OutputLen: 200,
+		Groups: 50, PromptsPerGroup: 5, SystemPromptLen: 2000, QuestionLen: 1000, OutputLen: 100,
 		Arrivals: fleetsim.Arrivals{Poisson: true, Stages: []fleetsim.Stage{{Rate: 1, Duration: 30 * time.Second}, {Rate: 30, Duration: 30 * time.Second}}},
 		Seed:     1,
 	}.Workload()
-	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 1, Seed: 1}, w, fleetsim.RoundRobin())
+	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 1, Seed: 1, MaxTime: 70 * time.Second}, w, fleetsim.RoundRobin())
 	require.NoError(t, err)
 	rep, err := sim.Run()
 	require.NoError(t, err)
@@ -109,6 +109,7 @@ func TestPastSaturationQueuesGrow(t *testing.T) {
 	}
 	assert.LessOrEqual(t, early, 1)
 	assert.Greater(t, late, 50)
+	assert.Positive(t, rep.Unfinished, "the backlog is still there at MaxTime")
 	t.Log(rep)
 }
 
@@ -211,7 +212,7 @@ func TestAutoscaleStartupDelayAndDrain(t *testing.T) {
 	sim, err := fleetsim.New(fleetsim.Config{
 		Engine: vllmsim.Qwen3_8B_H100(), Replicas: 1, StartupDelay: 30 * time.Second,
 		OnTick: onTick, TickInterval: time.Second, Seed: 2,
-	}, smallShared(600, 5, 2), router)
+	}, smallShared(400, 5, 2), router)
 	require.NoError(t, err)
 	rep, err := sim.Run()
 	require.NoError(t, err)
@@ -230,7 +231,7 @@ func TestAutoscaleStartupDelayAndDrain(t *testing.T) {
 			assert.Less(t, res.Arrival, 60*time.Second)
 		}
 	}
-	assert.Equal(t, 600, rep.Finished)
+	assert.Equal(t, 400, rep.Finished)
 	// Cost: replica 0 from 0 to Gone, replica 1 from 10 s to the end.
 	want := rep.Replicas[0].Gone.Seconds() + (rep.End - 10*time.Second).Seconds()
 	assert.InDelta(t, want, rep.ReplicaSeconds, 0.01)
