@@ -19,24 +19,37 @@ func BenchmarkEngineDecodeStep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			const maxTokens = 30000
-			for i := range batch {
+			// Steady state: a finished sequence is replaced at once, so
+			// the batch stays full (replacements add a 64-token prefill
+			// once every 4096 steps per sequence).
+			const maxTokens = 4096
+			n := 0
+			now := time.Duration(0)
+			add := func() {
 				p := make([]uint32, 64, 64+maxTokens)
 				for j := range p {
-					p[j] = uint32(i*1000 + j)
+					p[j] = uint32(n*1000 + j)
 				}
-				if _, err := eng.Add(&vllmsim.Request{ID: fmt.Sprint(i), Prompt: p, MaxTokens: maxTokens, IgnoreEOS: true}, 0); err != nil {
+				n++
+				if _, err := eng.Add(&vllmsim.Request{ID: "r", Prompt: p, MaxTokens: maxTokens, IgnoreEOS: true}, now); err != nil {
 					b.Fatal(err)
 				}
 			}
-			now := time.Duration(0)
+			for range batch {
+				add()
+			}
 			step := func() {
 				d, ok := eng.Schedule(now)
 				if !ok {
 					b.Fatal("nothing to schedule")
 				}
 				now += d
-				eng.Complete(now)
+				out := eng.Complete(now)
+				for _, t := range out.Tokens {
+					if t.Finish != vllmsim.NotFinished {
+						add()
+					}
+				}
 			}
 			for range 3 { // prefill
 				step()
