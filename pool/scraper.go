@@ -262,8 +262,11 @@ func (s *Scraper) reconcile(snap *Snapshot) {
 	s.version = snap.version
 }
 
-// closeIdle closes the kept-alive connections of every target not being
-// scraped; Run calls it when it ends. The targets stay usable.
+// CloseIdleConnections closes the kept-alive connections of endpoints that
+// are not being scraped. Run does this when it returns; call it after using
+// Scrape alone. Later scrapes open new connections.
+func (s *Scraper) CloseIdleConnections() { s.closeIdle() }
+
 func (s *Scraper) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -65,6 +65,11 @@ func servePage(body string) http.HandlerFunc {
 // and every kind of failure; each failure gets a clear error in Status, and
 // the last good metrics are never wiped.
 func TestScrapeFailuresKeepLastGoodValues(t *testing.T) {
+	t.Run("own HTTP/1.1 client", func(t *testing.T) { testScrapeFailures(t) })
+	t.Run("net/http", func(t *testing.T) { testScrapeFailures(t, pool.WithHTTPClient(&http.Client{})) })
+}
+
+func testScrapeFailures(t *testing.T, opts ...pool.Option) {
 	sw := &switchable{h: servePage(string(golden(t)))}
 	srv := httptest.NewServer(sw)
 	defer srv.Close()
@@ -74,8 +79,8 @@ func TestScrapeFailuresKeepLastGoodValues(t *testing.T) {
 	clock := newFakeClock(time.Unix(1767225000, 0))
 	p := pool.New()
 	e := storeEP(t, p, "vllm-0", hostPort(srv))
-	s, err := pool.NewScraper(p, pool.WithClock(clock.now), pool.WithTimeout(300*time.Millisecond),
-		pool.WithStaleAfter(10*time.Second), pool.WithMaxPageSize(64<<10))
+	s, err := pool.NewScraper(p, append([]pool.Option{pool.WithClock(clock.now), pool.WithTimeout(300 * time.Millisecond),
+		pool.WithStaleAfter(10 * time.Second), pool.WithMaxPageSize(64 << 10)}, opts...)...)
 	require.NoError(t, err)
 
 	s.Scrape(context.Background())
