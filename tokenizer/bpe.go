@@ -27,6 +27,12 @@ type bpe struct {
 	prefix       string // continuing_subword_prefix ("" = none)
 	suffix       string // end_of_word_suffix ("" = none)
 
+	// SentencePiece-style models BPE whole segments. A segment can be cut before a "▁" whenever no
+	// merge can join across that point: no merge whose right side starts with "▁" has a left side
+	// ending in the rune before it (the runes in noCut). Words then hit the piece cache.
+	cutSP bool
+	noCut map[rune]bool
+
 	mergeBuf []byte                      // scratch while loading
 	addMerge func(a, b uint32, v uint64) // while loading
 }
@@ -39,6 +45,28 @@ func (m *bpe) pair(a, b uint32) uint64 {
 
 // encode appends the ids of one pre-tokenized piece.
 func (m *bpe) encode(st *state, dst []uint32, piece string) []uint32 {
+	if m.cutSP && len(piece) > cacheKeyMax {
+		start := 0
+		for i := 1; i+len(metaspace) <= len(piece); i++ {
+			if piece[i] != metaspace[0] || piece[i:i+len(metaspace)] != metaspace {
+				continue
+			}
+			prev, _ := utf8.DecodeLastRuneInString(piece[:i])
+			if m.noCut[prev] {
+				continue
+			}
+			dst = m.encodeWord(st, dst, piece[start:i])
+			start = i
+		}
+		return m.encodeWord(st, dst, piece[start:])
+	}
+	return m.encodeWord(st, dst, piece)
+}
+
+const metaspace = "\u2581"
+
+// encodeWord appends the ids of one word.
+func (m *bpe) encodeWord(st *state, dst []uint32, piece string) []uint32 {
 	if m.ignoreMerges {
 		v := m.vocab
 		if m.byteLevel {
@@ -370,6 +398,7 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 			}
 		}
 	}
+	m.noCut = make(map[rune]bool)
 	type merge struct {
 		a, b uint32
 		v    uint64
@@ -384,6 +413,8 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 		m.merges.put(x.a, x.b, x.v)
 	}
 	m.addMerge = nil
+	_, hasMetaspace := vocab[metaspace]
+	m.cutSP = !byteLevel && hasMetaspace && m.prefix == "" && m.suffix == ""
 	if byteLevel {
 		m.bytePairs = make([]uint64, 1<<16)
 		for i := range m.bytePairs {
@@ -413,6 +444,10 @@ func (m *bpe) parseMerge(rank int, a, b []byte) error {
 	prefixLen := len(m.prefix)
 	if len(b) < prefixLen {
 		return fmt.Errorf("tokenizer: merge %d (%q, %q): right side shorter than continuing_subword_prefix", rank, a, b)
+	}
+	if len(b) >= len(metaspace) && string(b[:len(metaspace)]) == metaspace && len(a) > 0 {
+		r, _ := utf8.DecodeLastRune(a)
+		m.noCut[r] = true
 	}
 	m.mergeBuf = append(append(m.mergeBuf[:0], a...), b[prefixLen:]...)
 	idm, ok := m.vocab[string(m.mergeBuf)]

@@ -1,0 +1,65 @@
+// bench.mjs times the official HF tokenizers (npm tokenizers@0.23.2, the Rust library as a
+// native Node addon) on the same documents as scripts/tokenizer/compare (the >= 200-byte prose
+// and code chunks of the golden corpus), per-call encode and encodeBatch, and prints the same
+// columns: family, implementation, MB/s, tokens, FNV-1a 64 of all IDs.
+//
+// Usage (repository root): RAYON_NUM_THREADS=1 NODE_PATH=<dir>/node_modules node scripts/tokenizer/bench.mjs [reps]
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { Tokenizer } = require('tokenizers');
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const reps = Number(process.argv[2] || 5);
+const all = JSON.parse(zlib.gunzipSync(fs.readFileSync(path.join(root, 'tokenizer/testdata/golden/corpus.json.gz'))));
+const docs = all.filter((s) => Buffer.byteLength(s) >= 200);
+const total = docs.reduce((a, s) => a + Buffer.byteLength(s), 0);
+console.log(`# ${docs.length} documents, ${total} bytes, RAYON_NUM_THREADS=${process.env.RAYON_NUM_THREADS || 'unset'}, best of ${reps} passes`);
+
+function fnv(idLists) {
+  let h = 0xcbf29ce484222325n;
+  const p = 0x100000001b3n;
+  const mask = (1n << 64n) - 1n;
+  let n = 0;
+  for (const ids of idLists) {
+    for (const id of ids) {
+      for (const b of [id & 255, (id >>> 8) & 255, (id >>> 16) & 255, (id >>> 24) & 255]) {
+        h ^= BigInt(b);
+        h = (h * p) & mask;
+      }
+      n++;
+    }
+  }
+  return [n, h.toString(16).padStart(16, '0')];
+}
+
+const line = (fam, impl, mbps, n, h) => console.log(`${fam.padEnd(12)} ${impl.padEnd(22)} ${mbps.toFixed(2).padStart(8)} ${String(n).padStart(9)} ${h}`);
+
+for (const fam of ['llama3', 'qwen3', 'deepseek-v3', 'gpt-oss', 'gpt-4o', 'gpt-3.5', 'mistral-7b', 'gemma3']) {
+  const file = path.join(root, '.cache/tokenizer', fam, 'tokenizer.json');
+  if (!fs.existsSync(file)) { console.log(`${fam} skipped: no fixture`); continue; }
+  let t0 = performance.now();
+  const tok = Tokenizer.fromFile(file);
+  const load = performance.now() - t0;
+  const first = [];
+  for (const d of docs) first.push(Array.from((await tok.encode(d, null, { addSpecialTokens: false })).getIds()));
+  const [n, h] = fnv(first);
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    t0 = performance.now();
+    for (const d of docs) (await tok.encode(d, null, { addSpecialTokens: false })).getIds();
+    best = Math.min(best, performance.now() - t0);
+  }
+  line(fam, 'hf-tokenizers encode', total / best / 1e3, n, h);
+  best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    t0 = performance.now();
+    const encs = await tok.encodeBatch(docs, { addSpecialTokens: false });
+    for (const e of encs) e.getIds();
+    best = Math.min(best, performance.now() - t0);
+  }
+  line(fam, 'hf-tokenizers batch', total / best / 1e3, n, h);
+  console.log(`${fam.padEnd(12)} ${'hf-tokenizers'.padEnd(22)} load ${load.toFixed(0)} ms`);
+}
