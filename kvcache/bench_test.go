@@ -188,9 +188,11 @@ func BenchmarkLookup(b *testing.B) {
 						b.Run(fmt.Sprintf("tokens=%dk/%s", tokens/1024, impl.name), func(b *testing.B) {
 							b.ReportAllocs()
 							var n int
+							cpu := startCPU()
 							for b.Loop() {
 								n, _ = x.Lookup(keys, f.eps, out)
 							}
+							cpu.stop(b)
 							if n != len(keys) || out[0].Total() != len(keys) {
 								b.Fatalf("lookup matched %d of %d blocks", n, len(keys))
 							}
@@ -244,6 +246,7 @@ func BenchmarkWrite(b *testing.B) {
 				}
 				b.ReportAllocs()
 				i := 0
+				cpu := startCPU()
 				for b.Loop() {
 					// Remove the oldest batch and store it again: 2×16 block ops.
 					j := i % window
@@ -252,6 +255,7 @@ func BenchmarkWrite(b *testing.B) {
 					_ = x.Add(ep, kvcache.TierGPU, keys[j*batch:(j+1)*batch])
 					i++
 				}
+				cpu.stop(b)
 				b.ReportMetric(float64(2*batch*b.N)/b.Elapsed().Seconds()/1e6, "Mblockops/s")
 				stop.Store(true)
 				wg.Wait()
@@ -291,6 +295,7 @@ func BenchmarkStored(b *testing.B) {
 	}
 	b.ReportAllocs()
 	i := 0
+	cpu := startCPU()
 	for b.Loop() {
 		j := i % window
 		e := evs[j].stored
@@ -298,6 +303,7 @@ func BenchmarkStored(b *testing.B) {
 		_ = x.Stored(eps[j%len(eps)], kvcache.TierGPU, e)
 		i++
 	}
+	cpu.stop(b)
 	b.ReportMetric(float64(2*16*b.N)/b.Elapsed().Seconds()/1e6, "Mblockops/s")
 }
 
