@@ -19,7 +19,8 @@ type bpe struct {
 	byteID     [256]int32
 	bytePairs  []uint64 // [left byte<<8|right byte] -> pair(byteID[left], byteID[right])
 
-	unk          int64 // -1: none
+	asciiID      [utf8.RuneSelf]int32 // id of each ASCII character, -1 if absent (no prefix/suffix)
+	unk          int64                // -1: none
 	fuseUnk      bool
 	byteFallback bool
 	fallbackID   [256]int32 // <0xXX> tokens, -1 when missing
@@ -106,6 +107,15 @@ func (m *bpe) encodeWord(st *state, dst []uint32, piece string) []uint32 {
 func (m *bpe) symbolsSlow(st *state, syms []uint32, w string) []uint32 {
 	unkPending := false
 	for i := 0; i < len(w); {
+		if c := w[i]; c < utf8.RuneSelf && m.asciiID[c] >= 0 {
+			if unkPending {
+				syms = append(syms, uint32(m.unk))
+				unkPending = false
+			}
+			syms = append(syms, uint32(m.asciiID[c]))
+			i++
+			continue
+		}
 		_, n := utf8.DecodeRuneInString(w[i:])
 		ch := w[i : i+n]
 		key := ch
@@ -377,6 +387,12 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 			return nil, fmt.Errorf("tokenizer: unk_token %q is not in the vocabulary", *mj.UnkToken)
 		}
 		m.unk = int64(id)
+	}
+	for c := range m.asciiID {
+		m.asciiID[c] = -1
+		if id, ok := vocab[string(rune(c))]; ok && m.prefix == "" && m.suffix == "" {
+			m.asciiID[c] = int32(id)
+		}
 	}
 	for b := 0; b < 256; b++ {
 		m.fallbackID[b] = -1

@@ -315,8 +315,8 @@ func (t *Tokenizer) applyConfig(data []byte) error {
 			s = obj.Content
 		}
 		id, ok := t.TokenID(s)
-		if !ok {
-			return -1, fmt.Errorf("tokenizer: tokenizer_config.json %s %q is not in the vocabulary", what, s)
+		if !ok { // transformers would add it as a new token; leave it unset rather than guess
+			return -1, nil
 		}
 		return int64(id), nil
 	}
