@@ -61,7 +61,7 @@ type Config struct {
 	// ScrapeInterval is how often /metrics is scraped (default 50ms).
 	ScrapeInterval Duration `json:"scrape_interval"`
 	// StaleAfter is the age after which an endpoint's metrics count as stale
-	// (default the scraper's, 5 × ScrapeInterval clamped to ≥ 1 s).
+	// (default the scraper's, 2 s).
 	StaleAfter Duration `json:"stale_after"`
 }
 

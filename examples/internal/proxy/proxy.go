@@ -1,0 +1,338 @@
+// Package proxy is the HTTP side of routekit's example gateway: an
+// OpenAI-compatible net/http handler that routes every request with a
+// router.Router and forwards it with httputil.ReverseProxy, streaming
+// responses through as they arrive.
+//
+//	h := proxy.New(rt, proxy.WithMetrics(m), proxy.WithDecisionLog(log))
+//	srv := &http.Server{Addr: ":8080", Handler: h}
+//	go srv.ListenAndServe()
+//	...
+//	h.Drain()              // /health turns 503, queued requests are refused
+//	srv.Shutdown(ctx)      // waits for requests in flight
+//
+// Per request: the body is read once (≤ 64 MiB) and handed to the router,
+// which parses, tokenizes, schedules and records the dispatch; the reverse
+// proxy sends the same bytes to the chosen endpoint. A connection that cannot
+// be made (the request was not sent) is retried on the decision's next
+// fallback. The first response bytes mark the first token; usage is read from
+// the JSON body or the server-sent events as they pass; the end of the copy
+// ends the request's accounting. A client that goes away cancels the upstream
+// request (the outbound request carries the client's context).
+//
+// Concurrency: a Handler is safe for concurrent use. It starts no goroutine.
+//
+// What it does not do: authenticate, rate-limit per key, rewrite bodies, or
+// retry a request that reached a server (it may have started generating).
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/routekit/routekit/examples/internal/router"
+	"github.com/routekit/routekit/scheduler"
+)
+
+// MaxBody bounds a request body.
+const MaxBody = 64 << 20
+
+// HeaderEndpoint is the response header naming the endpoint that served the
+// request.
+const HeaderEndpoint = "X-Routekit-Endpoint"
+
+// Handler is the gateway's http.Handler: /v1/completions and
+// /v1/chat/completions (routed and proxied), /v1/models, /health, and, when
+// configured, /metrics and /debug/decisions.
+type Handler struct {
+	rt        *router.Router
+	metrics   *router.Metrics
+	log       *router.DecisionLog
+	transport http.RoundTripper
+	rp        *httputil.ReverseProxy
+	mux       *http.ServeMux
+	draining  atomic.Bool
+}
+
+// Option configures a [Handler].
+type Option interface{ apply(*Handler) }
+
+type optionFunc func(*Handler)
+
+func (f optionFunc) apply(h *Handler) { f(h) }
+
+// WithMetrics serves m on GET /metrics.
+func WithMetrics(m *router.Metrics) Option { return optionFunc(func(h *Handler) { h.metrics = m }) }
+
+// WithDecisionLog serves l on GET /debug/decisions.
+func WithDecisionLog(l *router.DecisionLog) Option {
+	return optionFunc(func(h *Handler) { h.log = l })
+}
+
+// WithTransport sets the transport to the model servers (default: a clone of
+// http.DefaultTransport with more idle connections per host).
+func WithTransport(t http.RoundTripper) Option {
+	return optionFunc(func(h *Handler) { h.transport = t })
+}
+
+// New returns a Handler routing with rt.
+func New(rt *router.Router, opts ...Option) *Handler {
+	h := &Handler{rt: rt}
+	for _, o := range opts {
+		o.apply(h)
+	}
+	if h.transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 256
+		h.transport = t
+	}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:        rewrite,
+		Transport:      &retryTransport{base: h.transport},
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   errorHandler,
+		// FlushInterval 0: server-sent events (and bodies of unknown length)
+		// are flushed after every write; JSON bodies are buffered normally.
+	}
+	h.mux = http.NewServeMux()
+	h.mux.HandleFunc("POST /v1/completions", h.inference(router.Completions))
+	h.mux.HandleFunc("POST /v1/chat/completions", h.inference(router.ChatCompletions))
+	h.mux.HandleFunc("GET /v1/models", h.models)
+	h.mux.HandleFunc("GET /health", h.health)
+	if h.metrics != nil {
+		h.mux.Handle("GET /metrics", router.MetricsHandler(h.metrics))
+	}
+	if h.log != nil {
+		h.mux.Handle("GET /debug/decisions", router.DecisionsHandler(h.log))
+	}
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Drain prepares a graceful shutdown: /health answers 503 (so load balancers
+// stop sending), and requests waiting in flow control are refused with 503.
+// Requests already dispatched continue; http.Server.Shutdown waits for them.
+func (h *Handler) Drain() {
+	h.draining.Store(true)
+	if fc := h.rt.Flow(); fc != nil {
+		fc.Close()
+	}
+}
+
+type ctxKey struct{}
+
+// exchange is one proxied request's state, shared by the reverse proxy's
+// hooks through the outbound request's context (they all run on the
+// handler's goroutine, one after the other).
+type exchange struct {
+	flight  *router.Flight
+	body    []byte
+	outcome router.Outcome
+	tap     *tap
+}
+
+func (h *Handler) inference(api router.API) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(w, http.StatusRequestEntityTooLarge, "rejected-body-too-large", fmt.Errorf("request body over %d bytes", MaxBody))
+				return
+			}
+			writeError(w, http.StatusBadRequest, string(scheduler.ReasonBadRequest), fmt.Errorf("reading body: %w", err))
+			return
+		}
+		f, err := h.rt.Route(r.Context(), &router.Input{API: api, Body: body, Header: r.Header})
+		if err != nil {
+			writeError(w, router.Status(err), string(router.Reason(err)), err)
+			return
+		}
+		ex := &exchange{flight: f, body: body}
+		// ReverseProxy panics with http.ErrAbortHandler when the body copy
+		// fails (client gone): end the flight on every path.
+		defer func() {
+			if ex.tap != nil {
+				ex.tap.finish(ex)
+			}
+			f.End(ex.outcome)
+		}()
+		h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ex)))
+	}
+}
+
+func rewrite(pr *httputil.ProxyRequest) {
+	ex := pr.In.Context().Value(ctxKey{}).(*exchange)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = ex.flight.Endpoint.Address
+	pr.Out.Host = ""
+	pr.SetXForwarded()
+}
+
+// retryTransport sends the request to the flight's endpoint and, when the
+// connection cannot be made, to its fallbacks in order.
+type retryTransport struct{ base http.RoundTripper }
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ex := req.Context().Value(ctxKey{}).(*exchange)
+	for {
+		out := req.Clone(req.Context())
+		out.URL.Host = ex.flight.Endpoint.Address
+		out.Body = io.NopCloser(bytes.NewReader(ex.body))
+		out.ContentLength = int64(len(ex.body))
+		resp, err := t.base.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		if !notSent(err) || req.Context().Err() != nil {
+			return nil, err
+		}
+		if _, ok := ex.flight.Retry(); !ok {
+			return nil, err
+		}
+	}
+}
+
+// notSent reports whether err means the request never left: the connection
+// could not be established.
+func notSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func modifyResponse(resp *http.Response) error {
+	ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
+	ex.outcome.Status = resp.StatusCode
+	resp.Header.Set(HeaderEndpoint, ex.flight.Endpoint.ID)
+	t := &tap{rc: resp.Body, flight: ex.flight,
+		sse: strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")}
+	ex.tap = t
+	resp.Body = t
+	return nil
+}
+
+func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ex := r.Context().Value(ctxKey{}).(*exchange)
+	ex.outcome.Err = err
+	if r.Context().Err() != nil {
+		return // the client is gone; nobody reads an answer
+	}
+	writeError(w, http.StatusBadGateway, "upstream-unreachable", fmt.Errorf("endpoint %s: %w", ex.flight.Endpoint.ID, err))
+}
+
+// maxUsageBody bounds how much of a JSON response is kept to read its usage.
+const maxUsageBody = 4 << 20
+
+// tap watches a response body as the reverse proxy copies it: the first
+// bytes mark the first token, and usage is read on the way.
+type tap struct {
+	rc     io.ReadCloser
+	flight *router.Flight
+	sse    bool
+	first  bool
+	eof    bool
+	scan   router.SSEScanner
+	buf    []byte
+	over   bool
+}
+
+func (t *tap) Read(p []byte) (int, error) {
+	n, err := t.rc.Read(p)
+	if n > 0 {
+		if !t.first {
+			t.first = true
+			t.flight.FirstToken()
+		}
+		if t.sse {
+			_, _ = t.scan.Write(p[:n])
+		} else if !t.over {
+			if len(t.buf)+n > maxUsageBody {
+				t.over, t.buf = true, nil
+			} else {
+				t.buf = append(t.buf, p[:n]...)
+			}
+		}
+	}
+	if errors.Is(err, io.EOF) {
+		t.eof = true
+	}
+	return n, err
+}
+
+func (t *tap) Close() error { return t.rc.Close() }
+
+// finish fills the outcome once the copy is over.
+func (t *tap) finish(ex *exchange) {
+	if t.sse {
+		ex.outcome.Usage, ex.outcome.HasUsage = t.scan.Usage()
+	} else if t.eof {
+		ex.outcome.Usage, ex.outcome.HasUsage = router.ParseUsage(t.buf)
+	}
+	if !t.eof && ex.outcome.Err == nil {
+		ex.outcome.Err = errors.New("proxy: response not read to the end (client gone or upstream failed)")
+	}
+}
+
+// writeError answers with an OpenAI-style JSON error and the drop reason.
+func writeError(w http.ResponseWriter, status int, reason string, err error) {
+	if reason != "" {
+		w.Header().Set(router.HeaderDropReason, reason)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if status == 499 { // client gone: nobody listens, keep the status standard
+		status = http.StatusServiceUnavailable
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"message": err.Error(), "type": http.StatusText(status), "code": status}})
+}
+
+func (h *Handler) models(w http.ResponseWriter, _ *http.Request) {
+	var names []string
+	for _, e := range h.rt.Pool().Snapshot().Endpoints() {
+		for _, m := range append(slices.Clone(e.Models), e.LoRAAdapters...) {
+			if !slices.Contains(names, m) {
+				names = append(names, m)
+			}
+		}
+	}
+	slices.Sort(names)
+	data := make([]map[string]any, len(names))
+	for i, n := range names {
+		data[i] = map[string]any{"id": n, "object": "model", "owned_by": "routekit"}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "data": data})
+}
+
+// health is 200 when the gateway is not draining and at least one endpoint
+// has fresh metrics.
+func (h *Handler) health(w http.ResponseWriter, _ *http.Request) {
+	if h.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	for _, e := range h.rt.Pool().Snapshot().Endpoints() {
+		if !e.Stale() {
+			_, _ = io.WriteString(w, "ok\n")
+			return
+		}
+	}
+	http.Error(w, "no endpoint with fresh metrics", http.StatusServiceUnavailable)
+}
