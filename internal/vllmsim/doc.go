@@ -4,33 +4,48 @@
 // One engine model, Engine, reproduces what a router can observe of vLLM:
 // continuous batching with a max-running-requests limit and a token budget
 // per step, a FIFO waiting queue, chunked prefill, recompute preemption, a
-// prefix cache of fixed-size, chained blocks with LRU eviction of
-// unreferenced blocks (and the KV events vLLM would publish), and a timing
-// model in which prefill costs time per uncached token and decode steps
-// slow down with batch size and context (Config, with calibrated presets).
-// Engine is a pure state machine over a caller-supplied notion of time, so
-// the same model runs in real time behind HTTP servers and in virtual time
-// in package fleetsim.
+// prefix cache of fixed-size chained blocks with LRU eviction of
+// unreferenced blocks (freed tail first) and the KV events vLLM would
+// publish, NixlConnector-style remote prefill, and a timing model in which
+// prefill costs time per uncached token and decode steps slow down with
+// batch size and context (Config; presets Qwen3_32B_H100x2, Qwen3_8B_H100,
+// Fast, with their calibration documented). Engine is a pure state machine
+// over a caller-supplied notion of time, deterministic given its seed, so
+// the same model runs in real time behind HTTP (Server) and in virtual
+// time (package fleetsim).
 //
-// Usage (driving an engine by hand):
+// Server puts an Engine behind vLLM's OpenAI-compatible API:
+// /v1/completions and /v1/chat/completions (JSON and SSE, usage with
+// prompt_tokens_details.cached_tokens, stream_options.include_usage,
+// max_tokens/max_completion_tokens, ignore_eos, kv_transfer_params),
+// /v1/models, /health, /tokenize, /detokenize, /metrics (vLLM's exact names,
+// types, labels and number formatting) and vLLM-like errors; it publishes
+// KV events over ZeroMQ in vLLM's wire format with sha256_cbor block hashes
+// (internal/kvpublish, kvcache/kvevents, prefix/vllmhash).
 //
-//	eng, err := vllmsim.NewEngine(vllmsim.Qwen3_32B_H100x2())
-//	seq, err := eng.Add(&vllmsim.Request{ID: "r1", Prompt: toks, MaxTokens: 100, IgnoreEOS: true}, 0)
-//	now := time.Duration(0)
-//	for seq.Finish() == vllmsim.NotFinished {
-//		d, ok := eng.Schedule(now)
-//		if !ok {
-//			break
-//		}
-//		now += d
-//		out := eng.Complete(now) // out.Tokens, out.Events (BlockStored/BlockRemoved)
-//		_ = out
+// Usage:
+//
+//	f, err := vllmsim.StartFleet(ctx,
+//		vllmsim.ReplicaSpec{Role: "prefill", KVEvents: true},
+//		vllmsim.ReplicaSpec{Role: "decode", KVEvents: true})
+//	defer f.Close()
+//	for _, r := range f.Replicas {
+//		// r.URL ("http://127.0.0.1:port"), r.KVEndpoint, r.KVReplayEndpoint, r.KVTopic,
+//		// r.Stats(), r.BlockKeys(tokens), r.Shutdown()
 //	}
-//	fmt.Println(seq.FirstToken, seq.CachedTokens(), len(seq.Output()))
 //
-// Concurrency: Engine is not safe for concurrent use. BlockHashers must be.
+// or, owning the goroutines:
+//
+//	srv, err := vllmsim.NewServer(vllmsim.Qwen3_8B_H100(), vllmsim.WithTokenizer(vllmsim.HFTokenizer(tok)))
+//	go srv.Run(ctx)
+//	http.Serve(ln, srv)
+//
+// Concurrency: Server and Fleet are safe for concurrent use; Engine is not
+// (Server serialises it). BlockHashers and Tokenizers must be.
 //
 // What it does not do: compute anything a model would (output tokens are
-// seeded pseudo-random ids), speculative decoding, LoRA, multimodal inputs,
-// pipeline/data parallelism, or priority scheduling.
+// seeded pseudo-random ids, printable ASCII by default), n > 1, logprobs,
+// speculative decoding, LoRA, multimodal inputs, pipeline or data
+// parallelism (one engine, engine="0"), priority scheduling, or bytes-mode
+// KV-event hashes (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0).
 package vllmsim

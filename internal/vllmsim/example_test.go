@@ -1,7 +1,11 @@
 package vllmsim_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/routekit/routekit/internal/vllmsim"
@@ -41,4 +45,46 @@ func ExampleEngine() {
 	// Output:
 	// request 0: ttft=514ms cached=0 output=10 finish=length
 	// request 1: ttft=15ms cached=7984 output=10 finish=length
+}
+
+// Start an in-process replica and call it like a vLLM server: the second
+// identical request hits the prefix cache.
+func ExampleStartFleet() {
+	f, err := vllmsim.StartFleet(context.Background(), vllmsim.ReplicaSpec{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer f.Close()
+	body := `{"model":"sim-model","prompt":"` + strings.Repeat("Tell me about KV caches. ", 8) + `","max_tokens":8,"ignore_eos":true}`
+	for range 2 {
+		resp, err := http.Post(f.Replicas[0].URL+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		var out struct {
+			Choices []struct {
+				FinishReason string `json:"finish_reason"`
+			} `json:"choices"`
+			Usage struct {
+				PromptTokens        int `json:"prompt_tokens"`
+				CompletionTokens    int `json:"completion_tokens"`
+				PromptTokensDetails struct {
+					CachedTokens int `json:"cached_tokens"`
+				} `json:"prompt_tokens_details"`
+			} `json:"usage"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("prompt=%d cached=%d completion=%d finish=%s\n", out.Usage.PromptTokens,
+			out.Usage.PromptTokensDetails.CachedTokens, out.Usage.CompletionTokens, out.Choices[0].FinishReason)
+	}
+	// Output:
+	// prompt=200 cached=0 completion=8 finish=length
+	// prompt=200 cached=192 completion=8 finish=length
 }

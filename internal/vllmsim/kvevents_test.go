@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/routekit/routekit/internal/kvpublish"
 	"github.com/routekit/routekit/internal/vllmsim"
 	"github.com/routekit/routekit/kvcache/kvevents"
 	"github.com/routekit/routekit/prefix/vllmhash"
@@ -260,4 +262,55 @@ loop:
 	assert.Equal(t, "end", msgs[len(msgs)-1].Kind)
 	assert.Equal(t, "replay", msgs[1].Kind)
 	assert.Equal(t, uint64(0), msgs[1].Seq)
+}
+
+// The publisher can also connect to a subscriber that binds (llm-d's
+// "centralized" mode), as vLLM does for endpoints without a wildcard.
+func TestKVEventsConnectModeToBoundSubscriber(t *testing.T) {
+	sub := zmq4.NewSub(context.Background())
+	defer sub.Close()
+	require.NoError(t, sub.Listen("tcp://127.0.0.1:0"))
+	require.NoError(t, sub.SetOption(zmq4.OptionSubscribe, ""))
+	ep := "tcp://" + sub.Addr().String()
+
+	srv, err := vllmsim.NewServer(vllmsim.Fast(), vllmsim.WithKVEvents(vllmsim.KVEventsConfig{
+		Publisher: kvpublish.Config{Endpoint: ep}, // no wildcard: connect, as vLLM decides
+	}))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+
+	msgs := make(chan zmq4.Msg, 16)
+	go func() {
+		for {
+			m, err := sub.Recv()
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- m
+		}
+	}()
+	var m zmq4.Msg
+	for i := 0; m.Frames == nil; i++ {
+		require.Less(t, i, 200, "no KV event received")
+		code, _ := post(t, hs.URL+"/v1/completions", fmt.Sprintf(`{"prompt":"%03d%s","max_tokens":1}`, i, strings.Repeat("q", 40)))
+		require.Equal(t, 200, code)
+		select {
+		case m = <-msgs:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	require.Len(t, m.Frames, 3)
+	assert.Empty(t, m.Frames[0]) // vLLM's default topic is ""
+	var b kvevents.Batch
+	require.NoError(t, kvevents.Decode(m.Frames[2], &b))
+	require.NotEmpty(t, b.Events)
+	assert.Equal(t, kvevents.BlockStored, b.Events[0].Type)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
 }

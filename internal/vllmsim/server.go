@@ -678,6 +678,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 		return
 	}
 	s.wake()
+	w.Header().Set("X-Request-Id", id) // as vLLM with --enable-request-id-headers
 	created := s.clock().Unix()
 	if g.params.Stream {
 		s.streamResponse(w, r, g, st, respID, created)
