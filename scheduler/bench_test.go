@@ -39,7 +39,7 @@ var benchSizes = []struct{ endpoints, tokens int }{
 }
 
 // BenchmarkSchedule measures one full decision with the default pipeline
-// (prefix-affinity filter, token-load scorer, max-score picker) on a
+// (prefix, token-load, queue and KV scorers, max-score picker) on a
 // pre-tokenized request whose block keys are computed; the prefix index here
 // is a constant-time stand-in, so this is the scheduler's own cost.
 func BenchmarkSchedule(b *testing.B) {
@@ -146,9 +146,8 @@ func BenchmarkScheduleBlend(b *testing.B) {
 }
 
 // BenchmarkNaive is the baseline: the same default pipeline written the
-// map-per-scorer way (a fresh map of scores per scorer, candidate slices copied
-// per filter, shuffle and sort to pick), as plugin frameworks that return
-// map[Endpoint]float64 do.
+// map-per-scorer way (a fresh map of scores per scorer, shuffle and sort to
+// pick), as plugin frameworks whose scorers return map[Endpoint]float64 do.
 func BenchmarkNaive(b *testing.B) {
 	for _, sz := range benchSizes {
 		b.Run(fmt.Sprintf("endpoints=%d/tokens=%d", sz.endpoints, sz.tokens), func(b *testing.B) {
@@ -173,33 +172,35 @@ func naiveDecide(req *Request, eps []*pool.Endpoint, idx mapIndex, r *rand.Rand)
 	for _, e := range eps {
 		match[e.ID] = idx[e.ID]
 	}
-	// affinity filter
-	var sticky, all []*pool.Endpoint
-	bestS, bestO := 1e18, 1e18
+	n := float64(len(req.BlockKeys))
+	prefix := map[*pool.Endpoint]float64{}
 	for _, e := range eps {
-		all = append(all, e)
-		m := match[e.ID]
-		t := float64(e.Load().UncachedTokens+int64(req.UncachedTokens(m.Blocks))) / 15928
-		if float64(m.Blocks)/float64(len(req.BlockKeys)) >= 0.8 {
-			sticky = append(sticky, e)
-			bestS = min(bestS, t)
-		} else {
-			bestO = min(bestO, t)
+		prefix[e] = float64(match[e.ID].GPU) / n
+	}
+	tok := map[*pool.Endpoint]float64{}
+	for _, e := range eps {
+		t := float64(e.Load().UncachedTokens) + float64(req.UncachedTokens(match[e.ID].Blocks))
+		tok[e] = 1 - min(1, t/DefaultTokenCapacity)
+	}
+	queue := map[*pool.Endpoint]float64{}
+	lo, hi := 1e18, -1e18
+	for _, e := range eps {
+		q := float64(e.Metrics().Waiting)
+		lo, hi = min(lo, q), max(hi, q)
+	}
+	for _, e := range eps {
+		queue[e] = 1
+		if hi > lo {
+			queue[e] = (hi - float64(e.Metrics().Waiting)) / (hi - lo)
 		}
 	}
-	cands := all
-	if len(sticky) > 0 && len(sticky) < len(all) && bestS-bestO <= 18 {
-		cands = sticky
+	kv := map[*pool.Endpoint]float64{}
+	for _, e := range eps {
+		kv[e] = 1 - min(1, max(0, e.Metrics().KVCacheUsage))
 	}
-	// token-load scorer
-	scores := map[*pool.Endpoint]float64{}
-	for _, e := range cands {
-		t := float64(e.Load().UncachedTokens) + float64(req.UncachedTokens(match[e.ID].Blocks))
-		scores[e] = 1 - min(1, t/DefaultTokenCapacity)
-	}
-	list := make([]scored, 0, len(cands))
-	for _, e := range cands {
-		list = append(list, scored{e, scores[e]})
+	list := make([]scored, 0, len(eps))
+	for _, e := range eps {
+		list = append(list, scored{e, (3*prefix[e] + 2*tok[e] + 2*queue[e] + 2*kv[e]) / 9})
 	}
 	r.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
 	slices.SortStableFunc(list, func(a, b scored) int {

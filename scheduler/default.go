@@ -2,33 +2,33 @@ package scheduler
 
 import "math/rand/v2"
 
-// DefaultProfile returns the out-of-the-box pipeline:
+// DefaultProfile returns the out-of-the-box pipeline: scorers [Prefix] ×3,
+// [TokenLoad] ×2, [QueueDepth] ×2 and [KVCacheUtilization] ×2, combined as
+// Σ wᵢ·sᵢ / Σ wᵢ, and the [MaxScore] picker with its tie-break seeded from src
+// (nil: random). No filter: every fresh endpoint is a candidate.
 //
-//   - filter [PrefixAffinity] with a [Saturation] detector: keep the endpoints
-//     holding ≥ 80% of the prompt ("sticky") until their estimated TTFT is 18 s
-//     worse than the best other endpoint's, and drop from the sticky set any
-//     endpoint at its queue (5 waiting) or KV (80%) threshold;
-//   - scorers [Prefix] ×3, [TokenLoad] ×2, [QueueDepth] ×2,
-//     [KVCacheUtilization] ×2 (combined as Σ wᵢ·sᵢ / Σ wᵢ);
-//   - picker [MaxScore], tie-break seeded from src (nil: random).
+// A candidate holding the whole prompt on an idle server scores 1; one holding
+// nothing on an idle server 6/9; the prefix term (1/3 of the total) is worth a
+// full queue or a full KV cache, so a request follows its prefix until the
+// holder is clearly busier than the others, then spreads.
 //
-// It starts from llm-d's current "optimized baseline" (affinity filter +
-// token-load scorer) and adds queue, KV and prefix-length signals: in the
-// fleet simulations of examples/routecompare the baseline alone sometimes
-// piled a hot prefix group onto one KV-starved replica (its only load signal is
-// queued prefill tokens), which the extra signals prevent; see BENCHMARKS.md.
+// Why not llm-d's current "optimized baseline" ([PrefixAffinity] filter +
+// [TokenLoad])? In the fleet simulations of examples/routecompare (see
+// BENCHMARKS.md) it was never better than this blend, was up to 2× worse on
+// TTFT p90 for multi-turn chat near saturation (the filter removes every
+// non-holder, so a busy holder cannot shed load), and in a KV-tight fleet it
+// sometimes piled a hot prefix group onto one KV-starved replica (its only
+// load signal is queued prefill tokens). To use it anyway:
+//
+//	f, _ := scheduler.PrefixAffinity(scheduler.Affinity{Saturation: &scheduler.Saturation{}})
+//	p.Filters = append(p.Filters, f)
 func DefaultProfile(src rand.Source) Profile {
-	f, err := PrefixAffinity(Affinity{Saturation: &Saturation{}})
-	if err != nil {
-		panic(err) // unreachable: the defaults are valid
-	}
 	p, err := Prefix(TierWeights{})
 	if err != nil {
 		panic(err) // unreachable: the defaults are valid
 	}
 	return Profile{
-		Name:    "default",
-		Filters: []Filter{f},
+		Name: "default",
 		Scorers: []WeightedScorer{
 			Weighted(3, p),
 			Weighted(2, TokenLoad(0)),
