@@ -340,7 +340,7 @@ func addCheapest(g *Group, want []int, k int) int {
 // TrendDeadband × level counts.
 //
 // Zero fields select defaults: Percentile 0.90, MaxUtilization 0.95,
-// BacklogDrain 30 s, ScaleDownMargin 0.10 and TrendDeadband 0.10 (negative:
+// BacklogDrain 30 s, ScaleDownMargin 0.15 and TrendDeadband 0.10 (negative:
 // none); Lookahead 0 (no forecast) and Headroom 0. TTFT is required, and every pool needs a
 // positive Profile.MaxRate and a BaseTTFT below TTFT. Set Lookahead to the
 // replicas' start-up time to provision for a rising load before it arrives.
@@ -366,7 +366,7 @@ func (q QueueingModel) withDefaults() QueueingModel {
 		q.BacklogDrain = 30 * time.Second
 	}
 	if q.ScaleDownMargin == 0 {
-		q.ScaleDownMargin = 0.10
+		q.ScaleDownMargin = 0.15
 	}
 	if q.TrendDeadband == 0 {
 		q.TrendDeadband = 0.10

@@ -159,8 +159,8 @@ func TestQueueingAnalyze(t *testing.T) {
 		{"trend within deadband ignored", Group{ArrivalRate: perReplica, RateLevel: perReplica, RateTrend: perReplica / 1300}, QueueingModel{TTFT: time.Second, Lookahead: 2 * time.Minute}, 2, "plan 7.73/s"},
 		{"headroom", Group{ArrivalRate: 4 * perReplica}, QueueingModel{TTFT: time.Second, Headroom: 0.5}, 6, ""},
 		{"no rate no samples hold", Group{ArrivalRate: math.NaN()}, q, 2, "hold"},
-		{"scale-down band holds", Group{ArrivalRate: 4.6 * perReplica}, q, 5, "within the 10% scale-down band"},
-		{"below the band sizes with margin", Group{ArrivalRate: 3.5 * perReplica}, q, 4, "plan"},
+		{"scale-down band holds", Group{ArrivalRate: 4.6 * perReplica}, q, 5, "within the 15% scale-down band"},
+		{"below the band sizes with margin", Group{ArrivalRate: 3.3 * perReplica}, q, 4, "plan"},
 		{"no margin", Group{ArrivalRate: 3.95 * perReplica}, QueueingModel{TTFT: time.Second, ScaleDownMargin: -1}, 4, "plan"},
 		{"margin keeps one more", Group{ArrivalRate: 3.95 * perReplica}, q, 5, "plan"},
 	}

@@ -547,7 +547,7 @@ type holt struct {
 
 // Smoothing time constants of the arrival-rate forecast.
 const (
-	LevelTimeConstant = 15 * time.Second
+	LevelTimeConstant = 20 * time.Second
 	TrendTimeConstant = 45 * time.Second
 )
 

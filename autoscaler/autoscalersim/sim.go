@@ -310,7 +310,9 @@ func (r *runningRecorder) Tick(now time.Time, obs autoscaler.Observation) autosc
 type DecideController struct {
 	Config *autoscaler.Config
 	Every  time.Duration
-	state  autoscaler.State
+	// Log, if set, receives every decision (for transcripts and debugging).
+	Log   func(autoscaler.Decision)
+	state autoscaler.State
 }
 
 // Interval implements Controller.
@@ -320,6 +322,9 @@ func (c *DecideController) Interval() time.Duration { return c.Every }
 func (c *DecideController) Tick(now time.Time, obs autoscaler.Observation) autoscaler.Decision {
 	dec, st := autoscaler.Decide(c.Config, c.state, obs, now)
 	c.state = st
+	if c.Log != nil {
+		c.Log(dec)
+	}
 	return dec
 }
 
