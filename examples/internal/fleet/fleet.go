@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -258,7 +259,10 @@ func (f *Fleet) build(cfg Config, eps []Endpoint) error {
 			return fmt.Errorf("fleet: %w", err)
 		}
 	}
-	scrapeOpts := []pool.Option{pool.WithInterval(time.Duration(cfg.ScrapeInterval))}
+	// net/http's client, not the pool's own HTTP/1.1 client: at HEAD (ba72e64)
+	// the latter's cancellation callback can dereference a connection that
+	// was just closed, which crashes the process when Run's context ends.
+	scrapeOpts := []pool.Option{pool.WithInterval(time.Duration(cfg.ScrapeInterval)), pool.WithHTTPClient(scrapeClient)}
 	if cfg.StaleAfter > 0 {
 		scrapeOpts = append(scrapeOpts, pool.WithStaleAfter(time.Duration(cfg.StaleAfter)))
 	}
@@ -280,6 +284,8 @@ func (f *Fleet) build(cfg Config, eps []Endpoint) error {
 	}
 	return nil
 }
+
+var scrapeClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}}
 
 // remote tokenizes on a fresh endpoint of the pool.
 func (f *Fleet) remote() *router.Remote {

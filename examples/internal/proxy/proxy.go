@@ -146,7 +146,7 @@ type exchange struct {
 
 func (h *Handler) inference(api router.API) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+		body, err := readBody(w, r)
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
@@ -162,6 +162,7 @@ func (h *Handler) inference(api router.API) http.HandlerFunc {
 			return
 		}
 		ex := &exchange{flight: f, body: body}
+		r.Body = io.NopCloser(bytes.NewReader(body)) // the proxy sends the same bytes
 		// ReverseProxy panics with http.ErrAbortHandler when the body copy
 		// fails (client gone): end the flight on every path.
 		defer func() {
@@ -172,6 +173,27 @@ func (h *Handler) inference(api router.API) http.HandlerFunc {
 		}()
 		h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ex)))
 	}
+}
+
+// readBody reads the request body, at most MaxBody bytes, in one allocation
+// when the length is known.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, MaxBody)
+	if n := r.ContentLength; n > 0 && n <= MaxBody {
+		buf := make([]byte, n+1) // +1 to see a body longer than announced
+		k, err := io.ReadFull(rd, buf)
+		switch {
+		case err == nil:
+			return nil, errors.New("body longer than its Content-Length")
+		case errors.Is(err, io.ErrUnexpectedEOF) && int64(k) == n:
+			return buf[:k], nil
+		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return nil, fmt.Errorf("body shorter than its Content-Length (%d of %d bytes)", k, n)
+		default:
+			return nil, err
+		}
+	}
+	return io.ReadAll(rd)
 }
 
 func rewrite(pr *httputil.ProxyRequest) {
@@ -188,11 +210,8 @@ type retryTransport struct{ base http.RoundTripper }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ex := req.Context().Value(ctxKey{}).(*exchange)
+	out := req // the reverse proxy's own outbound request, body unread
 	for {
-		out := req.Clone(req.Context())
-		out.URL.Host = ex.flight.Endpoint.Address
-		out.Body = io.NopCloser(bytes.NewReader(ex.body))
-		out.ContentLength = int64(len(ex.body))
 		resp, err := t.base.RoundTrip(out)
 		if err == nil {
 			return resp, nil
@@ -200,9 +219,14 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !notSent(err) || req.Context().Err() != nil {
 			return nil, err
 		}
-		if _, ok := ex.flight.Retry(); !ok {
+		next, ok := ex.flight.Retry()
+		if !ok {
 			return nil, err
 		}
+		out = req.Clone(req.Context())
+		out.URL.Host = next.Address
+		out.Body = io.NopCloser(bytes.NewReader(ex.body))
+		out.ContentLength = int64(len(ex.body))
 	}
 }
 

@@ -51,7 +51,7 @@ func NewMetrics(p *pool.Pool, fc *scheduler.FlowControl) *Metrics {
 }
 
 var (
-	decisionBuckets = []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3}
+	decisionBuckets = []float64{5e-6, 10e-6, 15e-6, 20e-6, 30e-6, 40e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3}
 	waitBuckets     = []float64{1e-3, 5e-3, 10e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10, 30}
 )
 
@@ -133,6 +133,13 @@ func (m *Metrics) PrefixHitRatio() float64 {
 		return 0
 	}
 	return float64(m.cachedToks.Load()) / float64(p)
+}
+
+// DecisionQuantile returns an upper bound of the q-quantile of the routing
+// overhead per request: the upper bound of the histogram bucket holding it
+// (the largest finite bound when it is above every bucket; 0 with no data).
+func (m *Metrics) DecisionQuantile(q float64) time.Duration {
+	return time.Duration(m.decisionLatency.quantileBound(q) * float64(time.Second))
 }
 
 // WriteTo writes the metrics in the Prometheus text exposition format.
@@ -255,6 +262,22 @@ func (h *histogram) observe(v float64) {
 			return
 		}
 	}
+}
+
+func (h *histogram) quantileBound(q float64) float64 {
+	n := h.n.Load()
+	if n == 0 {
+		return 0
+	}
+	rank := int64(math.Ceil(q * float64(n)))
+	var cum int64
+	for i, b := range h.bounds {
+		cum += h.counts[i].Load()
+		if cum >= rank {
+			return b
+		}
+	}
+	return h.bounds[len(h.bounds)-1]
 }
 
 func (h *histogram) write(w io.Writer, name, help string) {
