@@ -189,35 +189,56 @@ var arrayFields = [...][]field{
 }
 
 func fieldByName(k []byte) field {
-	switch string(k) {
-	case "block_hashes":
-		return fBlockHashes
-	case "parent_block_hash":
-		return fParent
-	case "token_ids":
-		return fTokenIDs
-	case "block_size":
-		return fBlockSize
-	case "lora_id":
-		return fLoRAID
-	case "medium":
-		return fMedium
-	case "lora_name":
-		return fLoRAName
-	case "extra_keys":
-		return fExtraKeys
-	case "group_idx":
-		return fGroupIdx
-	case "kv_cache_spec_kind":
-		return fSpecKind
-	case "kv_cache_spec_sliding_window":
-		return fSlidingWindow
-	case "locality":
-		return fLocality
-	case "ownership":
-		return fOwnership
-	case "session_id":
-		return fSessionID
+	// Dispatch on length first: one short comparison per candidate.
+	switch len(k) {
+	case 6:
+		if string(k) == "medium" {
+			return fMedium
+		}
+	case 7:
+		if string(k) == "lora_id" {
+			return fLoRAID
+		}
+	case 8:
+		if string(k) == "locality" {
+			return fLocality
+		}
+	case 9:
+		switch string(k) {
+		case "token_ids":
+			return fTokenIDs
+		case "lora_name":
+			return fLoRAName
+		case "group_idx":
+			return fGroupIdx
+		case "ownership":
+			return fOwnership
+		}
+	case 10:
+		switch string(k) {
+		case "block_size":
+			return fBlockSize
+		case "extra_keys":
+			return fExtraKeys
+		case "session_id":
+			return fSessionID
+		}
+	case 12:
+		if string(k) == "block_hashes" {
+			return fBlockHashes
+		}
+	case 17:
+		if string(k) == "parent_block_hash" {
+			return fParent
+		}
+	case 18:
+		if string(k) == "kv_cache_spec_kind" {
+			return fSpecKind
+		}
+	case 28:
+		if string(k) == "kv_cache_spec_sliding_window" {
+			return fSlidingWindow
+		}
 	}
 	return fUnknown
 }
@@ -603,21 +624,33 @@ func (r *reader) nullStr() (Null[string], error) {
 
 // intern returns well-known strings without allocating.
 func intern(b []byte) string {
-	switch string(b) {
-	case "GPU":
-		return "GPU"
-	case "CPU":
-		return "CPU"
-	case "STORAGE":
-		return "STORAGE"
-	case "full_attention":
-		return "full_attention"
-	case "sliding_window":
-		return "sliding_window"
-	case "LOCAL":
-		return "LOCAL"
-	case "REMOTE":
-		return "REMOTE"
+	switch len(b) {
+	case 3:
+		switch string(b) {
+		case "GPU":
+			return "GPU"
+		case "CPU":
+			return "CPU"
+		}
+	case 5:
+		if string(b) == "LOCAL" {
+			return "LOCAL"
+		}
+	case 6:
+		if string(b) == "REMOTE" {
+			return "REMOTE"
+		}
+	case 7:
+		if string(b) == "STORAGE" {
+			return "STORAGE"
+		}
+	case 14:
+		switch string(b) {
+		case "full_attention":
+			return "full_attention"
+		case "sliding_window":
+			return "sliding_window"
+		}
 	}
 	return string(b)
 }
@@ -633,6 +666,20 @@ func (r *reader) null() bool {
 func isStr(c byte) bool { return c&0xe0 == 0xa0 || c == 0xd9 || c == 0xda || c == 0xdb }
 
 func (r *reader) str() ([]byte, error) {
+	// Fast path: fixstr, which every key and tag vLLM sends is.
+	if r.i < len(r.b) {
+		if c := r.b[r.i]; c&0xe0 == 0xa0 {
+			if n := int(c & 0x1f); n < len(r.b)-r.i {
+				s := r.b[r.i+1 : r.i+1+n]
+				r.i += 1 + n
+				return s, nil
+			}
+		}
+	}
+	return r.strSlow()
+}
+
+func (r *reader) strSlow() ([]byte, error) {
 	if r.i >= len(r.b) {
 		return nil, r.eof()
 	}

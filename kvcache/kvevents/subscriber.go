@@ -40,7 +40,8 @@ type Subscriber struct {
 	mu       sync.Mutex         // guards sources, byTopic, running, pool-managed set
 	sources  map[string]*source // by Source.ID
 	byTopic  map[topicKey]*source
-	running  *runState
+	running  *runState       // set while Run's goroutines run
+	active   bool            // a Run call is in progress
 	fromPool map[string]bool // IDs added by pool reconciliation
 
 	seed  maphash.Seed
@@ -254,6 +255,7 @@ const (
 	itemReplay
 	itemDrop
 	itemDisconnect
+	itemConnected
 )
 
 type item struct {
@@ -261,9 +263,10 @@ type item struct {
 	src  *source
 	msg  message
 	// itemReplay
-	from     uint64
-	replayed []message
-	err      error
+	from      uint64
+	replayed  []message
+	err       error
+	proactive bool // asked on connecting, not for a gap
 }
 
 type runState struct {
@@ -349,6 +352,18 @@ func (s *Subscriber) removeLocked(sr *source) {
 // sockets and returns nil. It returns an error if a bind socket cannot be
 // bound, and ErrRunning if the Subscriber is already running.
 func (s *Subscriber) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.active {
+		s.mu.Unlock()
+		return ErrRunning
+	}
+	s.active = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.active = false
+		s.mu.Unlock()
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rs := &runState{ctx: ctx, sem: make(chan struct{}, s.cfg.maxReplays)}
@@ -374,11 +389,6 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
-	if s.running != nil {
-		s.mu.Unlock()
-		closeAll(binds)
-		return ErrRunning
-	}
 	s.running = rs
 	for _, sr := range s.sources {
 		if sr.Endpoint != "" {
@@ -489,6 +499,11 @@ func (s *Subscriber) startConnect(rs *runState, sr *source) {
 		defer rs.wg.Done()
 		if err := sock.Dial(sr.Endpoint); err != nil {
 			return // only when ctx is done: retries are unlimited
+		}
+		select {
+		case rs.shards[sr.shard] <- item{kind: itemConnected, src: sr}:
+		case <-ctx.Done():
+			return
 		}
 		s.readLoop(ctx, rs, sock, func(topic []byte) *source { return sr }, sr)
 	}()
@@ -625,6 +640,13 @@ func (s *Subscriber) shardLoop(rs *runState, ch chan item) {
 				s.replayDone(it, &b)
 			case itemDisconnect:
 				it.src.disconnected = true
+			case itemConnected:
+				// Fetch what the publisher buffered before we subscribed, as
+				// llm-d does: no later message may come to reveal the gap.
+				sr := it.src
+				if !sr.dropped && !sr.has && !sr.replaying && sr.ReplayEndpoint != "" && !s.cfg.clock().Before(sr.coolUntil) {
+					s.startReplay(rs, sr, 0, nil)
+				}
 			case itemDrop:
 				it.src.dropped = true
 				it.src.pending = nil
@@ -666,13 +688,13 @@ func (s *Subscriber) live(rs *runState, sr *source, m message, b *Batch) {
 		s.stats.resets.Add(1)
 		s.clear(sr)
 		if m.seq > 0 && canReplay && m.seq <= s.cfg.maxGap {
-			s.startReplay(rs, sr, 0, m)
+			s.startReplay(rs, sr, 0, &m)
 			return
 		}
 	case !sr.has:
 		// First message: fetch what the publisher still buffers before it.
 		if m.seq > 0 && canReplay && m.seq <= s.cfg.maxGap {
-			s.startReplay(rs, sr, 0, m)
+			s.startReplay(rs, sr, 0, &m)
 			return
 		}
 	case m.seq <= sr.last:
@@ -683,7 +705,7 @@ func (s *Subscriber) live(rs *runState, sr *source, m message, b *Batch) {
 		s.stats.gaps.Add(1)
 		s.stats.missed.Add(gap)
 		if canReplay && gap <= s.cfg.maxGap {
-			s.startReplay(rs, sr, sr.last+1, m)
+			s.startReplay(rs, sr, sr.last+1, &m)
 			return
 		}
 		if gap > s.cfg.maxGap || sr.ReplayEndpoint != "" {
@@ -772,15 +794,19 @@ func (s *Subscriber) dedupFilter(sr *source, e *Event) bool {
 
 // startReplay asks the source's replay socket for messages from `from`;
 // live messages wait in pending meanwhile.
-func (s *Subscriber) startReplay(rs *runState, sr *source, from uint64, trigger message) {
+// A nil trigger marks a proactive replay, asked on connecting.
+func (s *Subscriber) startReplay(rs *runState, sr *source, from uint64, trigger *message) {
 	s.stats.replays.Add(1)
 	sr.replaying = true
-	sr.pending = append(sr.pending[:0], trigger)
+	sr.pending = sr.pending[:0]
+	if trigger != nil {
+		sr.pending = append(sr.pending, *trigger)
+	}
 	ep := sr.ReplayEndpoint
 	rs.wg.Add(1)
 	go func() {
 		defer rs.wg.Done()
-		it := item{kind: itemReplay, src: sr, from: from}
+		it := item{kind: itemReplay, src: sr, from: from, proactive: trigger == nil}
 		select {
 		case rs.sem <- struct{}{}:
 			it.replayed, it.err = s.fetchReplay(rs.ctx, ep, from)
@@ -884,7 +910,9 @@ func (s *Subscriber) replayDone(it item, b *Batch) {
 	}
 	pending := sr.pending
 	sr.pending = nil
-	ok := it.err == nil && len(it.replayed) > 0 && it.replayed[0].seq <= it.from
+	// A proactive replay returns whatever history is buffered, possibly
+	// none; a gap replay must reach back to the gap.
+	ok := it.err == nil && (it.proactive || (len(it.replayed) > 0 && it.replayed[0].seq <= it.from))
 	if !ok {
 		// The events in the gap are lost: the blocks we hold may be stale.
 		s.stats.replayFailures.Add(1)

@@ -363,13 +363,21 @@ func TestNewSubscriberErrors(t *testing.T) {
 	assert.Error(t, err)
 	_, err = kvevents.NewSubscriber(&fakeIndex{}, kvevents.WithShards(0))
 	assert.Error(t, err)
-	s := newSubscriber(t, &fakeIndex{})
+	ep := freeEndpoint(t)
+	s := newSubscriber(t, &fakeIndex{}, kvevents.WithBind(ep, 1))
 	assert.Error(t, s.Add(kvevents.Source{}))
-	ctx, cancel := context.WithCancel(context.Background())
 	stop := runSubscriber(t, s)
-	defer cancel()
-	time.Sleep(10 * time.Millisecond)
-	assert.ErrorIs(t, s.Run(ctx), kvevents.ErrRunning)
+	// Once the bind socket accepts connections, Run is active.
+	waitFor(t, 10*time.Second, "bound socket", func() bool {
+		c, err := net.Dial("tcp", ep[len("tcp://"):])
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, s.Run(done), kvevents.ErrRunning)
 	stop()
 }
 

@@ -41,6 +41,8 @@ func TestEndToEndVLLMStandIn(t *testing.T) {
 		require.NoError(t, sub.Add(kvevents.Source{ID: r.Addr, Endpoint: r.KVEndpoint, ReplayEndpoint: r.KVReplayEndpoint}))
 	}
 	runSubscriber(t, sub)
+	// Both sockets are connected once their proactive replays were asked.
+	waitFor(t, 10*time.Second, "connections", func() bool { return sub.Stats().Replays >= 2 })
 
 	for i, r := range fleet.Replicas {
 		prompt := make([]uint32, 8*cfg.BlockSize+3)
