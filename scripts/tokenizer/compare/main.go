@@ -1,7 +1,8 @@
 // Command compare times routekit's tokenizer against github.com/pkoukk/tiktoken-go (cl100k and
 // o200k, with its offline rank files from github.com/pkoukk/tiktoken-go-loader) on the same
 // documents that scripts/tokenizer/bench.mjs gives HF tokenizers, checks that the IDs agree, and
-// prints one line per implementation: family, implementation, MB/s, tokens, and an FNV-1a hash
+// prints one line per implementation: family, implementation, MB/s (wall), MB per CPU-second of
+// the process, tokens, and an FNV-1a hash
 // of all IDs (equal hashes = identical output). It lives in its own module so that the library's
 // go.mod does not carry these dependencies.
 //
@@ -19,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/pkoukk/tiktoken-go"
@@ -39,7 +41,7 @@ func main() {
 		total += len(d)
 	}
 	fmt.Printf("# %d documents, %d bytes, GOMAXPROCS=%d, best of %d passes, one goroutine\n", len(docs), total, runtime.GOMAXPROCS(0), *reps)
-	fmt.Printf("%-12s %-22s %8s %9s %s\n", "family", "implementation", "MB/s", "tokens", "fnv64(ids)")
+	fmt.Printf("%-12s %-22s %8s %8s %9s %s\n", "family", "implementation", "MB/s", "MB/cpu-s", "tokens", "fnv64(ids)")
 	tiktokens := map[string]string{"gpt-3.5": "cl100k_base", "gpt-4o": "o200k_base"}
 	tiktoken.SetBpeLoader(tiktoken_loader.NewOfflineLoader())
 	for _, fam := range []string{"llama3", "qwen3", "deepseek-v3", "gpt-oss", "gpt-4o", "gpt-3.5", "mistral-7b", "gemma3"} {
@@ -80,13 +82,15 @@ func main() {
 }
 
 type result struct {
-	mbps   float64
+	mbps float64 // wall clock
+	cpu  float64 // per CPU-second of the process (user+system), robust to other load
+
 	tokens int
 	hash   uint64
 }
 
 func (r result) print(fam, impl string) {
-	fmt.Printf("%-12s %-22s %8.2f %9d %016x\n", fam, impl, r.mbps, r.tokens, r.hash)
+	fmt.Printf("%-12s %-22s %8.2f %8.2f %9d %016x\n", fam, impl, r.mbps, r.cpu, r.tokens, r.hash)
 }
 
 type hasher struct {
@@ -126,15 +130,20 @@ func measure(reps, bytes int, pass func(*hasher)) result {
 	h := &hasher{h: fnv.New64a()}
 	pass(h)
 	r.tokens, r.hash = h.n, h.h.Sum64()
-	var best time.Duration
+	var best, bestCPU time.Duration
 	for i := 0; i < reps; i++ {
-		t0 := time.Now()
+		t0, c0 := time.Now(), processCPU()
 		pass(nil)
-		if d := time.Since(t0); i == 0 || d < best {
+		d, c := time.Since(t0), processCPU()-c0
+		if i == 0 || d < best {
 			best = d
+		}
+		if i == 0 || c < bestCPU {
+			bestCPU = c
 		}
 	}
 	r.mbps = float64(bytes) / best.Seconds() / 1e6
+	r.cpu = float64(bytes) / bestCPU.Seconds() / 1e6
 	return r
 }
 
@@ -160,6 +169,14 @@ func documents(path string) ([]string, error) {
 		}
 	}
 	return docs, nil
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func fail(err error) {
