@@ -25,6 +25,11 @@
 //	}, w, router)
 //	rep, err := sim.Run() // rep.TTFT.P90, rep.ITL.P50, rep.OutputTokensPerSec, rep.PrefixHitRate, ...
 //
+// Routers that also implement PDRouter split requests into a prefill leg
+// and a decode leg (vLLM NixlConnector semantics: one-token prefill with
+// held blocks, KV pulled at Engine.TransferPerBlock, blocks released on the
+// decode side's first token).
+//
 // Autoscalers set Config.OnTick and Config.TickInterval and use the
 // Control to add replicas (ready after Config.StartupDelay) or drain them;
 // Report.ReplicaSeconds measures the cost and Report.Series the queues.

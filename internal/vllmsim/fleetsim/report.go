@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/routekit/routekit/internal/vllmsim"
 )
 
 // Report summarises a run.
@@ -44,6 +46,8 @@ type ReplicaReport struct {
 	Routed, Completed  int
 	PrefixHitRate      float64
 	Added, Ready, Gone time.Duration // Gone is 0 if never removed
+	// Final is the engine's state and counters at the end of the run.
+	Final vllmsim.Stats
 }
 
 // Sample is the fleet at one instant.
@@ -195,7 +199,7 @@ func (s *Sim) report() *Report {
 		q += st.PrefixQueries
 		h += st.PrefixHits
 		rep.Preemptions += st.Preemptions
-		rr := ReplicaReport{ID: r.id, Routed: r.routed, Completed: r.completed, Added: r.added, Ready: r.readyAt}
+		rr := ReplicaReport{ID: r.id, Routed: r.routed, Completed: r.completed, Added: r.added, Ready: r.readyAt, Final: st}
 		if r.removed {
 			rr.Gone = r.removedAt
 		}

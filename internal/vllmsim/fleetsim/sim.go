@@ -40,6 +40,20 @@ type Router interface {
 	Route(req *Request, st *State) *Replica
 }
 
+// PDRouter is implemented by routers that disaggregate prefill and decode,
+// as llm-d's P/D profile with vLLM's NixlConnector: the request is
+// prefilled on prefill (stopping after one token and holding its blocks),
+// then runs on decode, which pulls the prompt's KV (Config.TransferPerBlock
+// per block not cached locally) instead of computing it and releases the
+// prefill replica's blocks when its first token is out. A nil prefill (or
+// prefill == decode) runs the request on decode alone; a nil decode rejects
+// it. When a Router implements PDRouter, the simulator calls RoutePD instead
+// of Route.
+type PDRouter interface {
+	Router
+	RoutePD(req *Request, st *State) (prefill, decode *Replica)
+}
+
 // RouterFunc adapts a function to Router.
 type RouterFunc func(req *Request, st *State) *Replica
 
@@ -193,24 +207,38 @@ func New(cfg Config, w Workload, r Router) (*Sim, error) {
 }
 
 type record struct {
-	req    *Request
-	res    Result
-	last   time.Duration
-	replic *Replica
+	req     *Request
+	res     Result
+	last    time.Duration
+	replic  *Replica // the (decode) replica
+	prefill *Replica // P/D prefill replica, or nil
+	leg     uint8
 }
+
+const (
+	legWhole uint8 = iota
+	legPrefill
+	legDecode
+)
 
 // Result is the outcome of one request.
 type Result struct {
 	ID                int64
 	Group, User, Turn int
-	Replica           int // replica ID, -1 if rejected
-	Arrival           time.Duration
+	Replica           int // replica ID (the decode replica under P/D), -1 if rejected
+	// PrefillReplica is the P/D prefill replica's ID, or -1.
+	PrefillReplica int
+	Arrival        time.Duration
 	// TTFT is the time from arrival to the first token; E2E to the last.
 	TTFT, E2E time.Duration
 	// Queue is the time from arrival to admission into a batch.
 	Queue time.Duration
-	// PromptTokens, CachedTokens (prefix-cache hit) and OutputTokens.
+	// PromptTokens, CachedTokens (prefix-cache hit on the replica that
+	// decoded) and OutputTokens.
 	PromptTokens, CachedTokens, OutputTokens int
+	// RemoteTokens are the prompt tokens pulled from the P/D prefill
+	// replica.
+	RemoteTokens int
 	// Preemptions of the request.
 	Preemptions int
 	Finished    bool
@@ -305,41 +333,90 @@ func (s *Sim) arrive(req *Request) {
 	s.st.Replicas = s.routable
 	s.st.Starting = s.starting
 	s.st.Rand = s.rng
-	r := s.router.Route(req, &s.st)
+	var r, p *Replica
+	if pd, ok := s.router.(PDRouter); ok {
+		p, r = pd.RoutePD(req, &s.st)
+		if p == r || (p != nil && (p.removed || !p.ready)) {
+			p = nil
+		}
+	} else {
+		r = s.router.Route(req, &s.st)
+	}
 	if r == nil || r.removed || !r.ready {
 		s.rejected++
 		res := Result{ID: req.ID, Group: req.Group, User: req.User, Turn: req.Turn, Replica: -1,
-			Arrival: req.Arrival, PromptTokens: len(req.Prompt), Rejected: true}
+			PrefillReplica: -1, Arrival: req.Arrival, PromptTokens: len(req.Prompt), Rejected: true}
 		s.results = append(s.results, res)
 		if s.feedback != nil {
 			s.feedback.Completed(s.now, req, nil)
 		}
 		return
 	}
+	first := r
 	er := &vllmsim.Request{
 		ID: fmt.Sprint(req.ID), Prompt: req.Prompt, MaxTokens: max(req.OutputLen, 1), IgnoreEOS: true,
 	}
-	seq, err := r.eng.Add(er, s.now)
+	if p != nil {
+		first = p
+		// The prefill leg must not write its sampled token into the
+		// prompt's spare capacity, which the decode leg uses.
+		er = &vllmsim.Request{ID: er.ID, Prompt: req.Prompt[:len(req.Prompt):len(req.Prompt)], MaxTokens: 1, RemoteDecode: true}
+	}
+	seq, err := first.eng.Add(er, s.now)
 	if err != nil {
 		s.rejected++
 		s.results = append(s.results, Result{ID: req.ID, Group: req.Group, User: req.User, Turn: req.Turn,
-			Replica: r.id, Arrival: req.Arrival, PromptTokens: len(req.Prompt), Rejected: true})
+			Replica: r.id, PrefillReplica: -1, Arrival: req.Arrival, PromptTokens: len(req.Prompt), Rejected: true})
 		if s.feedback != nil {
 			s.feedback.Completed(s.now, req, nil)
 		}
 		return
 	}
-	rec := &record{req: req, replic: r}
+	rec := &record{req: req, replic: r, prefill: p}
 	rec.res = Result{ID: req.ID, Group: req.Group, User: req.User, Turn: req.Turn, Replica: r.id,
-		Arrival: req.Arrival, PromptTokens: len(req.Prompt)}
+		PrefillReplica: -1, Arrival: req.Arrival, PromptTokens: len(req.Prompt)}
+	if p != nil {
+		rec.res.PrefillReplica = p.id
+		rec.leg = legPrefill
+		p.inflight++
+		p.routed++
+	}
 	s.recs[seq] = rec
 	s.inflight++
 	r.inflight++
 	r.routed++
-	s.kick(r)
-	if w := r.eng.Stats().Waiting; w > r.maxWaiting {
-		r.maxWaiting = w
+	s.kick(first)
+	if w := first.eng.Stats().Waiting; w > first.maxWaiting {
+		first.maxWaiting = w
 	}
+}
+
+// prefillDone moves a P/D request from its prefill replica to its decode
+// replica, with the KV-transfer parameters of vLLM's NixlConnector.
+func (s *Sim) prefillDone(pseq *vllmsim.Seq, rec *record) {
+	delete(s.recs, pseq)
+	p, d := rec.prefill, rec.replic
+	p.inflight--
+	p.completed++
+	rec.res.Queue = pseq.Admitted - rec.req.Arrival
+	rec.leg = legDecode
+	er := &vllmsim.Request{ID: pseq.Req.ID, Prompt: rec.req.Prompt, MaxTokens: max(rec.req.OutputLen, 1),
+		IgnoreEOS: true, RemotePrefill: true}
+	seq, err := d.eng.Add(er, s.now)
+	if err != nil || d.removed {
+		p.eng.Release(pseq.Req.ID)
+		rec.res.Rejected = true
+		s.rejected++
+		s.inflight--
+		d.inflight--
+		s.results = append(s.results, rec.res)
+		if s.feedback != nil {
+			s.feedback.Completed(s.now, rec.req, nil)
+		}
+		return
+	}
+	s.recs[seq] = rec
+	s.kick(d)
 }
 
 func blockKeys(h vllmsim.BlockHasher, dst []uint64, tokens []uint32, bs int) []uint64 {
@@ -432,10 +509,24 @@ func (s *Sim) stepDone(r *Replica) {
 		if rec == nil {
 			continue
 		}
+		if rec.leg == legPrefill {
+			if t.Finish != vllmsim.NotFinished {
+				s.prefillDone(t.Seq, rec)
+			}
+			continue
+		}
 		if t.First {
 			rec.res.TTFT = s.now - rec.req.Arrival
-			rec.res.Queue = t.Seq.Admitted - rec.req.Arrival
 			rec.res.CachedTokens = t.Seq.CachedTokens()
+			if rec.leg == legDecode {
+				rec.res.RemoteTokens = t.Seq.RemoteTokens()
+				// NIXL's notification: the prefill replica frees the blocks.
+				if rec.prefill.eng.Release(t.Seq.Req.ID) {
+					s.kick(rec.prefill)
+				}
+			} else {
+				rec.res.Queue = t.Seq.Admitted - rec.req.Arrival
+			}
 		} else {
 			s.itl.add(s.now - rec.last)
 		}

@@ -273,3 +273,59 @@ func TestRejectAndBadConfig(t *testing.T) {
 	_, err = sim.Run()
 	assert.Error(t, err)
 }
+
+type pdRouter struct{}
+
+func (pdRouter) Route(req *fleetsim.Request, st *fleetsim.State) *fleetsim.Replica {
+	_, d := pdRouter{}.RoutePD(req, st)
+	return d
+}
+
+func (pdRouter) RoutePD(req *fleetsim.Request, st *fleetsim.State) (p, d *fleetsim.Replica) {
+	for _, r := range st.Replicas {
+		switch {
+		case r.Labels()["role"] == "prefill" && p == nil:
+			p = r
+		case r.Labels()["role"] == "decode" && (d == nil || r.InFlight() < d.InFlight()):
+			d = r
+		}
+	}
+	if req.ID%5 == 0 {
+		p = nil // some requests skip disaggregation
+	}
+	return p, d
+}
+
+func TestPrefillDecodeDisaggregation(t *testing.T) {
+	spec := func(role string) fleetsim.ReplicaSpec {
+		return fleetsim.ReplicaSpec{Labels: map[string]string{"role": role}}
+	}
+	router := pdRouter{}
+	sim, err := fleetsim.New(fleetsim.Config{
+		Engine: vllmsim.Qwen3_8B_H100(), Fleet: []fleetsim.ReplicaSpec{spec("prefill"), spec("decode"), spec("decode")}, Seed: 5,
+		OnComplete: func(fleetsim.Result) {},
+	}, smallShared(200, 4, 5), fleetsim.PDRouter(router))
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	require.Equal(t, 200, rep.Finished)
+	var disagg int
+	for _, r := range rep.Results {
+		if r.PrefillReplica >= 0 {
+			disagg++
+			assert.Equal(t, 0, r.PrefillReplica)
+			assert.NotEqual(t, 0, r.Replica)
+			assert.Equal(t, r.PromptTokens, r.RemoteTokens+r.CachedTokens, "every prompt token is pulled or cached")
+			assert.Positive(t, r.RemoteTokens)
+		} else {
+			assert.Zero(t, r.RemoteTokens)
+		}
+		assert.Equal(t, 100, r.OutputTokens)
+	}
+	assert.Equal(t, 160, disagg)
+	assert.Equal(t, 160, rep.Replicas[0].Routed)
+	assert.Zero(t, rep.Replicas[0].Final.Held, "decode replicas released every prefill's blocks")
+	assert.Equal(t, rep.Replicas[0].Final.NumBlocks, rep.Replicas[0].Final.FreeBlocks)
+	assert.Positive(t, rep.Replicas[1].Final.ExternalHits)
+	assert.Equal(t, 200, rep.Replicas[1].Routed+rep.Replicas[2].Routed)
+}
