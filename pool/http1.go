@@ -71,8 +71,9 @@ func (h *http1) get(ctx context.Context, deadline time.Time, maxPage int64, buf 
 				h.r.Reset(c)
 			}
 		}
-		_ = h.conn.SetDeadline(deadline)
-		stop := context.AfterFunc(ctx, func() { _ = h.conn.SetDeadline(time.Unix(1, 0)) })
+		conn := h.conn // the func below may run after h.conn is replaced
+		_ = conn.SetDeadline(deadline)
+		stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 		code, reason, body, keep, err := h.roundTrip(maxPage, buf)
 		stop()
 		if err != nil {

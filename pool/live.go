@@ -2,6 +2,7 @@ package pool
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -31,6 +32,21 @@ func (e Engine) String() string {
 
 // MarshalText implements encoding.TextMarshaler.
 func (e Engine) MarshalText() ([]byte, error) { return []byte(e.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (e *Engine) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "vllm":
+		*e = EngineVLLM
+	case "sglang":
+		*e = EngineSGLang
+	case "unknown", "":
+		*e = EngineUnknown
+	default:
+		return fmt.Errorf("pool: unknown engine %q", b)
+	}
+	return nil
+}
 
 // Fields is a set of optional metric groups a page provided.
 type Fields uint8
@@ -118,11 +134,11 @@ type Status struct {
 // that has not finished yet. It is fresher than any scrape.
 type Load struct {
 	// Requests is the number of requests dispatched and not yet ended.
-	Requests int64
+	Requests int64 `json:"requests"`
 	// UncachedTokens is the number of uncached prompt tokens of requests that have
 	// been dispatched but have not produced their first token: prefill work the
 	// endpoint still has to do.
-	UncachedTokens int64
+	UncachedTokens int64 `json:"uncached_tokens"`
 }
 
 // ErrNotScraped is the Status.Err of an endpoint that has not been scraped yet.

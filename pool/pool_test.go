@@ -376,3 +376,15 @@ func TestChurnConcurrentReaders(t *testing.T) {
 	assert.Positive(t, removed.Load())
 	assert.NotEmpty(t, stored)
 }
+
+func TestEngineText(t *testing.T) {
+	for _, e := range []pool.Engine{pool.EngineUnknown, pool.EngineVLLM, pool.EngineSGLang} {
+		b, err := e.MarshalText()
+		require.NoError(t, err)
+		var got pool.Engine
+		require.NoError(t, got.UnmarshalText(b))
+		assert.Equal(t, e, got)
+	}
+	var e pool.Engine
+	assert.ErrorContains(t, e.UnmarshalText([]byte("trtllm")), `unknown engine "trtllm"`)
+}
