@@ -149,7 +149,11 @@ func (r Role) String() string {
 
 // PDRatio bounds prefill replicas / decode replicas. Zero bounds are off.
 // A ratio outside the bounds is repaired by adding replicas to the lagging
-// role (never by removing), within each pool's Max.
+// role (never by removing), on its pools with the lowest cost per replica,
+// within each pool's Max. The repair is a separate stage after the
+// analyzer's cost-optimal mix, so the pair is not jointly optimal: a mix of
+// more, cheaper replicas might have met both the capacity and the ratio for
+// less.
 type PDRatio struct {
 	Min, Max float64
 }

@@ -445,7 +445,8 @@ func (d *decider) pdRatio() {
 	}
 }
 
-// addByRank adds k replicas to the cheapest of the pools ix, within Max.
+// addByRank adds k replicas to the pools ix with the lowest cost per
+// replica (the ratio counts replicas, not capacity), within Max.
 func (d *decider) addByRank(ix []int, k int, why string) {
 	for k > 0 {
 		best := -1
@@ -453,7 +454,7 @@ func (d *decider) addByRank(ix []int, k int, why string) {
 			if d.want[i] >= d.cfg.Pools[i].Max {
 				continue
 			}
-			if best < 0 || costPerCapacity(d.cfg.Pools[i]) < costPerCapacity(d.cfg.Pools[best]) {
+			if best < 0 || d.cfg.Pools[i].Cost < d.cfg.Pools[best].Cost {
 				best = i
 			}
 		}

@@ -20,9 +20,9 @@
 //	cfg := &autoscaler.Config{
 //		Pools: []autoscaler.Pool{
 //			{Name: "llama-h100", Min: 1, Max: 16, Cost: 4.0,
-//				Profile: autoscaler.Profile{MaxRate: 12, BaseTTFT: 150 * time.Millisecond}},
+//				Profile: autoscaler.Profile{MaxRate: 12, BaseTTFT: 150 * time.Millisecond, Concurrency: 64}},
 //			{Name: "llama-l40s", Min: 0, Max: 16, Cost: 1.5,
-//				Profile: autoscaler.Profile{MaxRate: 4, BaseTTFT: 300 * time.Millisecond}},
+//				Profile: autoscaler.Profile{MaxRate: 4, BaseTTFT: 300 * time.Millisecond, Concurrency: 32}},
 //		},
 //		Analyzer: autoscaler.QueueingModel{TTFT: time.Second, Lookahead: 2 * time.Minute},
 //	}
