@@ -110,6 +110,7 @@ type series struct {
 type pageParser struct {
 	s    [kCount]series
 	line int
+	prev *Metrics // may be nil
 
 	// cache_config_info totals; [0] is vLLM's, [1] SGLang's.
 	cfg [2]cacheConfig
@@ -140,8 +141,14 @@ type cacheConfig struct {
 // page that does not end in a newline (truncated) is malformed too. A page
 // without running, waiting and KV-usage series gives [ErrMissingMetrics].
 // The result's ScrapedAt is zero. ParseMetrics does not retain page.
-func ParseMetrics(page []byte) (Metrics, error) {
+func ParseMetrics(page []byte) (Metrics, error) { return parseMetrics(page, nil) }
+
+// parseMetrics is ParseMetrics reusing prev's LoRA name slices when they are
+// unchanged (they are immutable), so that a steady page parses without
+// allocating.
+func parseMetrics(page []byte, prev *Metrics) (Metrics, error) {
 	var p pageParser
+	p.prev = prev
 	if err := p.parse(page); err != nil {
 		return Metrics{}, err
 	}
@@ -376,17 +383,43 @@ func (p *pageParser) result() (Metrics, error) {
 		if p.s[kVLoRA].n > 0 {
 			m.Present |= FieldLoRA
 			m.MaxLoRA = p.loraMax
-			m.RunningLoRAs = splitAdapters(p.loraRunning)
-			m.WaitingLoRAs = splitAdapters(p.loraWait)
+			m.RunningLoRAs = splitAdapters(p.loraRunning, p.prevLoRAs(true))
+			m.WaitingLoRAs = splitAdapters(p.loraWait, p.prevLoRAs(false))
 		}
 	}
 	return m, nil
 }
 
-// splitAdapters splits a comma-joined adapter list, dropping blanks.
-func splitAdapters(b []byte) []string {
+func (p *pageParser) prevLoRAs(running bool) []string {
+	if p.prev == nil {
+		return nil
+	}
+	if running {
+		return p.prev.RunningLoRAs
+	}
+	return p.prev.WaitingLoRAs
+}
+
+// splitAdapters splits a comma-joined adapter list, dropping blanks. It
+// returns prev if that holds the same names.
+func splitAdapters(b []byte, prev []string) []string {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil
+	}
+	if prev != nil {
+		i, same := 0, true
+		for part := range bytes.SplitSeq(b, []byte{','}) {
+			if part = bytes.TrimSpace(part); len(part) > 0 {
+				if i >= len(prev) || prev[i] != string(part) {
+					same = false
+					break
+				}
+				i++
+			}
+		}
+		if same && i == len(prev) {
+			return prev
+		}
 	}
 	var out []string
 	for part := range bytes.SplitSeq(b, []byte{','}) {

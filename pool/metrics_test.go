@@ -225,3 +225,15 @@ func FuzzParseMetrics(f *testing.F) {
 		}
 	})
 }
+
+func TestParseMetricsSteadyPageAllocations(t *testing.T) {
+	// Through the scraper, a page whose LoRA lists did not change reuses the
+	// previous slices; ParseMetrics alone allocates only those lists.
+	p := golden(t)
+	allocs := testing.AllocsPerRun(50, func() {
+		if _, err := pool.ParseMetrics(p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.LessOrEqual(t, allocs, 6.0)
+}

@@ -47,8 +47,9 @@ type target struct {
 
 	ep  *Endpoint
 	url string
-	h1  *http1       // nil when scraping through net/http
-	buf bytes.Buffer // reused page buffer
+	h1   *http1       // nil when scraping through net/http
+	buf  bytes.Buffer // reused page buffer
+	prev *Metrics     // last good scrape, for reusing its LoRA name slices
 }
 
 // closeIfIdle closes the target's connection unless a scrape is using it (that
@@ -343,13 +344,14 @@ func (s *Scraper) fetch(ctx context.Context, tg *target) (*Metrics, error) {
 		}
 		page = tg.buf.Bytes()
 	}
-	m, err := ParseMetrics(page)
+	m, err := parseMetrics(page, tg.prev)
 	if tg.buf.Cap() > 1<<20 { // do not hold on to a huge buffer per endpoint
 		tg.buf = bytes.Buffer{}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", tg.url, err)
 	}
+	tg.prev = &m
 	return &m, nil
 }
 
