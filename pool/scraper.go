@@ -45,8 +45,8 @@ type target struct {
 	busy    atomic.Bool
 	removed atomic.Bool // the endpoint left the pool, or Run ended: close h1 when idle
 
-	ep  *Endpoint
-	url string
+	ep   *Endpoint
+	url  string
 	h1   *http1       // nil when scraping through net/http
 	buf  bytes.Buffer // reused page buffer
 	prev *Metrics     // last good scrape, for reusing its LoRA name slices
