@@ -148,7 +148,8 @@ func costPerCapacity(p Pool) float64 {
 // Scale-down removes one replica from the most expensive pool (cost per
 // profiled capacity) when no scale-up is wanted, no replica is pending or
 // warming, at least two warm replicas are non-saturated, and the load spread
-// over one replica fewer keeps both spare levels at or above their triggers.
+// over one replica fewer keeps both spare levels at or above their triggers
+// plus the down margins.
 //
 // New replicas go to the cheapest pool (cost per profiled capacity) with room
 // under Max, preferring pools with no pending replica.
@@ -158,6 +159,11 @@ func costPerCapacity(p Pool) float64 {
 type Saturation struct {
 	KVThreshold, QueueThreshold       float64
 	KVSpareTrigger, QueueSpareTrigger float64
+	// KVDownMargin and QueueDownMargin widen the scale-down test: after
+	// removing a replica the spare must stay at or above trigger + margin,
+	// a hysteresis band that WVA lacks (without it a fleet at the trigger
+	// alternates between -1 and +1). Zero selects 0.05 and 1; negative: none.
+	KVDownMargin, QueueDownMargin float64
 }
 
 func (s Saturation) withDefaults() Saturation {
@@ -173,6 +179,13 @@ func (s Saturation) withDefaults() Saturation {
 	if s.QueueSpareTrigger == 0 {
 		s.QueueSpareTrigger = 3
 	}
+	if s.KVDownMargin == 0 {
+		s.KVDownMargin = 0.05
+	}
+	if s.QueueDownMargin == 0 {
+		s.QueueDownMargin = 1
+	}
+	s.KVDownMargin, s.QueueDownMargin = max(s.KVDownMargin, 0), max(s.QueueDownMargin, 0)
 	return s
 }
 
@@ -261,7 +274,7 @@ func (s Saturation) Analyze(g *Group) Proposal {
 	}
 	kvAfter := kvSum / float64(nSamples-1)
 	qAfter := qSum / float64(nSamples-1)
-	if s.KVThreshold-kvAfter < s.KVSpareTrigger || s.QueueThreshold-qAfter < s.QueueSpareTrigger {
+	if s.KVThreshold-kvAfter < s.KVSpareTrigger+s.KVDownMargin || s.QueueThreshold-qAfter < s.QueueSpareTrigger+s.QueueDownMargin {
 		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: steady (after -1: KV %.3f queue %.2f per replica, too little spare); %s", kvAfter, qAfter, stats)}
 	}
 	r := g.rank()

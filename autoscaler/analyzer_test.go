@@ -42,6 +42,7 @@ func TestSaturation(t *testing.T) {
 		{"no warm samples hold", groupOf(PoolView{Pool: cheap, Ready: 2, Warming: 2}), 0, []int{2}, "no warm samples"},
 		{"gateway queue spreads", groupOf(PoolView{Pool: cheap, Ready: 2, Samples: samples(2, 0.1, 0)}), 8, []int{3}, "up +1"},
 		{"down refused when survivors short of spare", groupOf(PoolView{Pool: cheap, Ready: 2, Samples: samples(2, 0.4, 0)}), 0, []int{2}, "too little spare"},
+		{"down refused inside the hysteresis band", groupOf(PoolView{Pool: cheap, Ready: 3, Samples: samples(3, 0.45, 0)}), 0, []int{3}, "too little spare"},
 		{"down refused while warming", groupOf(PoolView{Pool: cheap, Ready: 3, Warming: 1, Samples: samples(2, 0.1, 0)}), 0, []int{3}, "steady"},
 		{"down refused at min", groupOf(PoolView{Pool: Pool{Name: "m", Min: 3, Max: 5}, Ready: 3, Samples: samples(3, 0.1, 0)}), 0, []int{3}, "at min"},
 		{
@@ -61,6 +62,10 @@ func TestSaturation(t *testing.T) {
 		},
 		{"at max", groupOf(PoolView{Pool: Pool{Name: "x", Max: 2}, Ready: 2, Samples: samples(2, 0.9, 0)}), 0, []int{2}, "at max"},
 	}
+	t.Run("no margin: WVA's exact test", func(t *testing.T) {
+		got := Saturation{KVDownMargin: -1, QueueDownMargin: -1}.Analyze(groupOf(PoolView{Pool: cheap, Ready: 3, Samples: samples(3, 0.45, 0)}))
+		assert.Equal(t, []int{2}, got.Replicas, got.Reason)
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.give.GatewayQueue = tt.gw
