@@ -87,23 +87,23 @@ func TestRepeatedPromptsHitAndTTFTDrops(t *testing.T) {
 func TestPastSaturationQueuesGrow(t *testing.T) {
 	cfg := vllmsim.Qwen3_32B_H100x2()
 	w := fleetsim.SharedPrefix{
-		Groups: 50, PromptsPerGroup: 5, SystemPromptLen: 2000, QuestionLen: 1000, OutputLen: 100,
-		Arrivals: fleetsim.Arrivals{Poisson: true, Stages: []fleetsim.Stage{{Rate: 1, Duration: 30 * time.Second}, {Rate: 30, Duration: 30 * time.Second}}},
+		Groups: 50, PromptsPerGroup: 5, SystemPromptLen: 1000, QuestionLen: 500, OutputLen: 50,
+		Arrivals: fleetsim.Arrivals{Poisson: true, Stages: []fleetsim.Stage{{Rate: 1, Duration: 15 * time.Second}, {Rate: 40, Duration: 15 * time.Second}}},
 		Seed:     1,
 	}.Workload()
-	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 1, Seed: 1, MaxTime: 70 * time.Second}, w, fleetsim.RoundRobin())
+	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 1, Seed: 1, MaxTime: 31 * time.Second}, w, fleetsim.RoundRobin())
 	require.NoError(t, err)
 	rep, err := sim.Run()
 	require.NoError(t, err)
-	calm := fleetsim.Summarize(rep.Results, 0, 30*time.Second)
-	hot := fleetsim.Summarize(rep.Results, 30*time.Second, 0)
+	calm := fleetsim.Summarize(rep.Results, 0, 15*time.Second)
+	hot := fleetsim.Summarize(rep.Results, 15*time.Second, 0)
 	assert.Greater(t, hot.TTFT.P90, 10*calm.TTFT.P90)
 	var early, late int
 	for _, s := range rep.Series {
 		switch {
-		case s.At < 30*time.Second:
+		case s.At < 15*time.Second:
 			early = max(early, s.Waiting)
-		case s.At < 60*time.Second:
+		case s.At < 30*time.Second:
 			late = max(late, s.Waiting)
 		}
 	}
@@ -154,11 +154,11 @@ func TestKVEventsReproduceEachCache(t *testing.T) {
 		replicas = st.Replicas
 		return st.Replicas[req.Group%len(st.Replicas)]
 	})
-	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 3, OnKVEvent: onKV}, smallShared(400, 4, 3), router)
+	sim, err := fleetsim.New(fleetsim.Config{Engine: cfg, Replicas: 3, OnKVEvent: onKV}, smallShared(250, 4, 3), router)
 	require.NoError(t, err)
 	rep, err := sim.Run()
 	require.NoError(t, err)
-	require.Equal(t, 400, rep.Finished)
+	require.Equal(t, 250, rep.Finished)
 	assert.Positive(t, stored)
 	assert.Positive(t, removed, "the small cache must evict")
 	for _, r := range replicas {
@@ -173,7 +173,7 @@ func TestKVEventsReproduceEachCache(t *testing.T) {
 
 func TestDeterministicGivenSeed(t *testing.T) {
 	run := func() *fleetsim.Report {
-		sim, err := fleetsim.New(fleetsim.Config{Engine: vllmsim.Qwen3_8B_H100(), Replicas: 4, Seed: 9}, smallShared(300, 20, 9), fleetsim.Random())
+		sim, err := fleetsim.New(fleetsim.Config{Engine: vllmsim.Qwen3_8B_H100(), Replicas: 4, Seed: 9}, smallShared(150, 20, 9), fleetsim.Random())
 		require.NoError(t, err)
 		rep, err := sim.Run()
 		require.NoError(t, err)
