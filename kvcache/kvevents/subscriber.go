@@ -144,8 +144,10 @@ func WithMaxGap(n uint64) Option { return optionFunc(func(c *config) { c.maxGap 
 
 // WithReplayLimits bounds replay: at most concurrent requests at once
 // across all sources (default 8), idle is how long to wait for each reply
-// frame (default 2 s), total the whole replay (default 2 min). After a
-// failed replay a source is not replayed again for 30 s.
+// (default 2 s), total the whole replay, retries included (default 2 min).
+// An attempt that fails is retried after 100 ms from where it stopped,
+// up to three times in a row without progress. After a failed replay a
+// source is not replayed again for 30 s.
 func WithReplayLimits(concurrent int, idle, total time.Duration) Option {
 	return optionFunc(func(c *config) { c.maxReplays, c.replayIdle, c.replayTotal = concurrent, idle, total })
 }
@@ -823,11 +825,40 @@ func (s *Subscriber) startReplay(rs *runState, sr *source, from uint64, trigger 
 
 var errReplayTimeout = errors.New("kvevents: replay timed out")
 
-// fetchReplay runs one replay exchange over a DEALER socket: it sends
-// ["", from] and collects replies in either of vLLM's layouts until the
-// end marker, within the idle and total time limits.
+// fetchReplay fetches the messages from `from` on, within the total time
+// limit. A failed attempt is retried after 100 ms from where it stopped;
+// three attempts in a row without progress give up.
 func (s *Subscriber) fetchReplay(ctx context.Context, endpoint string, from uint64) ([]message, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.replayTotal)
+	defer cancel()
+	var out []message
+	for stalled := 0; ; {
+		got, err := s.replayAttempt(ctx, endpoint, from)
+		out = append(out, got...)
+		if err == nil {
+			return out, nil
+		}
+		if len(got) > 0 {
+			from, stalled = got[len(got)-1].seq+1, 0
+		} else {
+			stalled++
+		}
+		if stalled >= 3 {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// replayAttempt runs one replay exchange over a DEALER socket: it sends
+// ["", from] and collects replies in either of vLLM's layouts until the
+// end marker, within the idle time limit.
+func (s *Subscriber) replayAttempt(ctx context.Context, endpoint string, from uint64) ([]message, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sock := zmq4.NewDealer(ctx, zmq4.WithDialerTimeout(s.cfg.replayIdle), zmq4.WithDialerMaxRetries(0))
 	defer sock.Close()
