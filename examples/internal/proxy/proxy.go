@@ -37,6 +37,7 @@ import (
 	"net/http/httputil"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -102,6 +103,7 @@ func New(rt *router.Router, opts ...Option) *Handler {
 		Transport:      &retryTransport{base: h.transport},
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   errorHandler,
+		BufferPool:     bufferPool{},
 		// FlushInterval 0: server-sent events (and bodies of unknown length)
 		// are flushed after every write; JSON bodies are buffered normally.
 	}
@@ -174,6 +176,15 @@ func (h *Handler) inference(api router.API) http.HandlerFunc {
 		h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ex)))
 	}
 }
+
+// bufferPool recycles the reverse proxy's 32 KiB copy buffers (it allocates
+// and clears one per request otherwise).
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // readBody reads the request body, at most MaxBody bytes, in one allocation
 // when the length is known.

@@ -29,16 +29,37 @@ type usageJSON struct {
 // ParseUsage reads the usage object of a complete (non-streamed) JSON
 // response body. It reports false when there is none or the body is not JSON.
 func ParseUsage(body []byte) (Usage, bool) {
+	// Fast path: decode just the object after the last "usage" key (vLLM
+	// puts it last); fall back to the whole document if that is not it.
+	if i := bytes.LastIndex(body, []byte(`"usage"`)); i >= 0 {
+		rest := bytes.TrimLeft(body[i+len(`"usage"`):], " \t\r\n")
+		if len(rest) > 0 && rest[0] == ':' {
+			var u usageJSON
+			dec := json.NewDecoder(bytes.NewReader(rest[1:]))
+			if err := dec.Decode(&u.Usage); err == nil && u.Usage != nil && validJSON(body) {
+				return u.usage(), true
+			}
+		}
+	} else {
+		return Usage{}, false
+	}
 	var v usageJSON
 	if err := json.Unmarshal(body, &v); err != nil || v.Usage == nil {
 		return Usage{}, false
 	}
+	return v.usage(), true
+}
+
+func (v *usageJSON) usage() Usage {
 	u := v.Usage.Usage
 	if v.Usage.Details != nil {
 		u.CachedTokens = v.Usage.Details.CachedTokens
 	}
-	return u, true
+	return u
 }
+
+// validJSON reports whether body is one JSON value, without decoding it.
+func validJSON(body []byte) bool { return json.Valid(body) }
 
 // maxSSELine bounds the bytes an [SSEScanner] buffers for one line; longer
 // lines (which carry no usage worth reading) are skipped.

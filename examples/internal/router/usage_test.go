@@ -24,6 +24,9 @@ func TestParseUsage(t *testing.T) {
 		{"absent", `{"choices":[]}`, router.Usage{}, false},
 		{"not json", `oops`, router.Usage{}, false},
 		{"truncated", `{"usage":{"prompt_tokens":1`, router.Usage{}, false},
+		{"quoted key in text", `{"usage" : {"prompt_tokens":4,"completion_tokens":1,"total_tokens":5},"choices":[{"text":"say \"usage\": 9"}]}`,
+			router.Usage{PromptTokens: 4, CompletionTokens: 1, TotalTokens: 5}, true},
+		{"valid prefix, broken tail", `{"usage":{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5}, oops`, router.Usage{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
