@@ -39,6 +39,7 @@ type Index struct {
 	dropped atomic.Int64 // engine hashes that could not be resolved
 
 	scratch sync.Pool // *lookupScratch
+	sets    sync.Pool // *keySet, for filterFIFOLocked
 }
 
 // Keyer computes our chained block keys from tokens. *prefix.Hasher implements
@@ -241,6 +242,7 @@ func New(keyer Keyer, opts ...Option) (*Index, error) {
 		storageOf: []uint32{0},
 	})
 	x.scratch.New = func() any { return new(lookupScratch) }
+	x.sets.New = func() any { return new(keySet) }
 	return x, nil
 }
 
@@ -297,6 +299,24 @@ type location struct {
 	lseq    int64 // learn counter, the deadline stand-in without a TTL
 
 	keybuf []uint64 // scratch for Stored
+
+	// Changes to Index.entries and Index.learned not yet published: one
+	// atomic add per write call instead of one per block (see unlock).
+	dEntries, dLearned int64
+}
+
+// unlock publishes l's pending counter changes and unlocks it. Every write
+// section ends with it.
+func (x *Index) unlock(l *location) {
+	if l.dEntries != 0 {
+		x.entries.Add(l.dEntries)
+		l.dEntries = 0
+	}
+	if l.dLearned != 0 {
+		x.learned.Add(l.dLearned)
+		l.dLearned = 0
+	}
+	l.mu.Unlock()
 }
 
 type learnedRef struct {
@@ -390,7 +410,7 @@ func (x *Index) Add(endpoint string, tier Tier, keys []uint64) error {
 	}
 	t.mu.Lock()
 	if t.dropped {
-		t.mu.Unlock()
+		x.unlock(t)
 		return nil
 	}
 	x.warm(keys)
@@ -398,7 +418,7 @@ func (x *Index) Add(endpoint string, tier Tier, keys []uint64) error {
 	for i := len(keys) - 1; i >= 0; i-- {
 		x.setLocked(t, fixKey(keys[i]), 1<<tier)
 	}
-	t.mu.Unlock()
+	x.unlock(t)
 	x.maybeEvict(t)
 	return nil
 }
@@ -414,7 +434,7 @@ func (x *Index) Remove(endpoint string, tier Tier, keys []uint64) error {
 	for _, k := range keys {
 		x.clearLocked(t, fixKey(k), 1<<tier)
 	}
-	t.mu.Unlock()
+	x.unlock(t)
 	return nil
 }
 
@@ -480,7 +500,7 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 	}
 	t.mu.Lock()
 	if t.dropped {
-		t.mu.Unlock()
+		x.unlock(t)
 		return nil
 	}
 	t.keybuf = x.keyer.AppendKeysFrom(t.keybuf[:0], parent, ev.Tokens, ev.LoRA, ev.CacheSalt)
@@ -491,7 +511,7 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 		t.engine[ev.EngineHashes[i]] = k
 	}
 	x.filterEngineLocked(t)
-	t.mu.Unlock()
+	x.unlock(t)
 	x.maybeEvict(t)
 	return nil
 }
@@ -509,11 +529,11 @@ func (x *Index) storedLocationOnly(ep, t *location, tier Tier, hashes []uint64) 
 			x.setLocked(t, k, 1<<tier)
 			t.engine[h] = k
 		}
-		t.mu.Unlock()
+		x.unlock(t)
 	}
 	t.mu.Lock()
 	x.filterEngineLocked(t)
-	t.mu.Unlock()
+	x.unlock(t)
 	x.maybeEvict(t)
 }
 
@@ -526,7 +546,7 @@ func (x *Index) resolve(ep, t *location, h uint64) (uint64, bool) {
 		}
 		l.mu.Lock()
 		k, ok := l.engine[h]
-		l.mu.Unlock()
+		x.unlock(l)
 		return k, ok
 	}
 	if k, ok := try(t); ok {
@@ -569,7 +589,7 @@ func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error
 			delete(t.engine, h)
 		}
 	}
-	t.mu.Unlock()
+	x.unlock(t)
 	return nil
 }
 
@@ -585,7 +605,7 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 	now := x.cfg.clock().UnixNano()
 	l.mu.Lock()
 	if l.dropped || l.lcap == 0 {
-		l.mu.Unlock()
+		x.unlock(l)
 		return nil
 	}
 	x.expireLocked(l, now)
@@ -610,7 +630,7 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 		}
 	}
 	l.compactLearnedLocked()
-	l.mu.Unlock()
+	x.unlock(l)
 	x.maybeEvict(l)
 	return nil
 }
@@ -631,7 +651,7 @@ func (x *Index) SetLearnedCapacity(endpoint string, blocks int) error {
 		x.popLearnedLocked(l)
 	}
 	l.compactLearnedLocked()
-	l.mu.Unlock()
+	x.unlock(l)
 	return nil
 }
 
@@ -650,7 +670,7 @@ func (x *Index) Expire() {
 		}
 		l.mu.Lock()
 		x.expireLocked(l, now)
-		l.mu.Unlock()
+		x.unlock(l)
 	}
 }
 
@@ -721,10 +741,10 @@ func (x *Index) setLocked(l *location, k uint64, bits uint8) {
 		}
 		l.fifo = append(l.fifo, k)
 		l.entries++
-		x.entries.Add(1)
+		l.dEntries++
 	}
 	if new&bitLearned != 0 && old&bitLearned == 0 {
-		x.learned.Add(1)
+		l.dLearned++
 	}
 }
 
@@ -732,20 +752,21 @@ func (x *Index) setLocked(l *location, k uint64, bits uint8) {
 // order, once they outnumber l's blocks: keys removed and added again leave
 // stale copies behind. Amortized O(1) per key added. The caller holds l.mu.
 func (x *Index) filterFIFOLocked(l *location) {
-	seen := make(map[uint64]struct{}, l.entries)
+	seen := x.sets.Get().(*keySet)
+	seen.reset(l.entries)
 	live := l.fifo[:0]
 	q := l.fifo[l.head:]
 	for c := 0; c < len(q); c += maxBatch {
 		chunk := q[c:min(c+maxBatch, len(q))]
 		x.warm(chunk)
 		for _, k := range chunk {
-			if _, dup := seen[k]; dup || x.tiersOf(l, k) == 0 {
+			if x.tiersOf(l, k) == 0 || !seen.add(k) {
 				continue
 			}
-			seen[k] = struct{}{}
 			live = append(live, k)
 		}
 	}
+	x.sets.Put(seen)
 	clear(l.fifo[len(live):])
 	l.fifo, l.head = live, 0
 }
@@ -764,12 +785,44 @@ func (x *Index) clearLocked(l *location, k uint64, bits uint8) uint8 {
 // forgetLocked does the bookkeeping of a change of l's bits for k from old to new.
 func (x *Index) forgetLocked(l *location, k uint64, old, new uint8) {
 	if old&bitLearned != 0 && new&bitLearned == 0 {
-		x.learned.Add(-1)
+		l.dLearned--
 		delete(l.learned, k)
 	}
 	if old != 0 && new == 0 {
 		l.entries--
-		x.entries.Add(-1)
+		l.dEntries--
+	}
+}
+
+// keySet is a reusable open-addressing set of keys (never 0), cheaper than a
+// map for the one-shot deduplication of filterFIFOLocked.
+type keySet struct{ s []uint64 }
+
+// reset empties the set and sizes it for n keys.
+func (ks *keySet) reset(n int) {
+	size := 16
+	for size < 2*n {
+		size *= 2
+	}
+	if cap(ks.s) >= size && cap(ks.s) <= 4*size {
+		ks.s = ks.s[:size]
+		clear(ks.s)
+		return
+	}
+	ks.s = make([]uint64, size)
+}
+
+// add inserts k and reports whether it was absent. The set must have room.
+func (ks *keySet) add(k uint64) bool {
+	mask := uint64(len(ks.s) - 1)
+	for i := (k * 0x9e3779b97f4a7c15) >> 32 & mask; ; i = (i + 1) & mask {
+		switch ks.s[i] {
+		case 0:
+			ks.s[i] = k
+			return true
+		case k:
+			return false
+		}
 	}
 }
 
@@ -862,7 +915,7 @@ func (x *Index) Clear(endpoint string) error {
 	}
 	l.mu.Lock()
 	x.clearAllLocked(l)
-	l.mu.Unlock()
+	x.unlock(l)
 	return nil
 }
 
@@ -874,7 +927,7 @@ func (x *Index) ClearStorage(storage string) error {
 	}
 	l.mu.Lock()
 	x.clearAllLocked(l)
-	l.mu.Unlock()
+	x.unlock(l)
 	return nil
 }
 
@@ -916,7 +969,7 @@ func (x *Index) drop(name string, storage bool) error {
 	l.mu.Lock()
 	l.dropped = true
 	x.clearAllLocked(l)
-	l.mu.Unlock()
+	x.unlock(l)
 
 	x.mu.Lock()
 	x.free = append(x.free, l.id)
@@ -983,7 +1036,7 @@ func (x *Index) maybeEvict(w *location) {
 		nlocs++
 		l.mu.Lock()
 		n := l.entries
-		l.mu.Unlock()
+		x.unlock(l)
 		if n > largestN {
 			largest, largestN = l, n
 		}
@@ -993,13 +1046,13 @@ func (x *Index) maybeEvict(w *location) {
 	if int64(w.entries)*int64(nlocs) >= x.entries.Load() {
 		victim = w
 	}
-	w.mu.Unlock()
+	x.unlock(w)
 	if victim == nil {
 		return
 	}
 	victim.mu.Lock()
 	x.evictLocked(victim, batch)
-	victim.mu.Unlock()
+	x.unlock(victim)
 }
 
 // evictLocked evicts up to n entries of l in CLOCK order: the oldest first,
@@ -1060,7 +1113,8 @@ type Stats struct {
 	Capacity int
 }
 
-// Stats returns a snapshot of the Index's size and counters. It takes no lock.
+// Stats returns a snapshot of the Index's size and counters. It locks each
+// shard of the block table briefly, one at a time; Lookup is never blocked.
 func (x *Index) Stats() Stats {
 	r := x.reg.Load()
 	s := Stats{
@@ -1073,7 +1127,10 @@ func (x *Index) Stats() Stats {
 		Capacity:         x.cfg.capacity,
 	}
 	for i := range x.shards {
-		s.Blocks += x.shards[i].blocks.Load()
+		sh := &x.shards[i]
+		sh.mu.Lock()
+		s.Blocks += int64(sh.used)
+		sh.mu.Unlock()
 	}
 	return s
 }

@@ -73,9 +73,7 @@ type shard struct {
 	tombs int // deleted slots
 	top   uint32
 	free  [numClasses][]uint32
-	// blocks mirrors used for lock-free reads by Stats.
-	blocks atomic.Int64
-	_      [64]byte // keep shards' hot words on separate cache lines
+	_     [64]byte // keep shards' hot words on separate cache lines
 }
 
 func (s *shard) init() {
@@ -151,7 +149,6 @@ func (s *shard) update(k uint64, loc uint32, set, clr uint8, touch bool) (old, n
 		atomic.StoreUint64(&t.s[2*j+1], inline(holder(loc, new), 0))
 		atomic.StoreUint64(&t.s[2*j], k)
 		s.used++
-		s.blocks.Add(1)
 		return 0, new
 	}
 	next := func(old uint8) uint8 {
@@ -280,7 +277,6 @@ func (s *shard) storeInline(t *table, i int, a, b uint32) {
 		atomic.StoreUint64(&t.s[2*i+1], 0)
 		s.used--
 		s.tombs++
-		s.blocks.Add(-1)
 		return
 	}
 	atomic.StoreUint64(&t.s[2*i+1], inline(a, b))
