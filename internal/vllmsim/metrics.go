@@ -51,14 +51,14 @@ func (h *histogram) observe(v float64) {
 // serverMetrics holds the histograms the server observes; counters and
 // gauges come from the engine. Guarded by Server.mu.
 type serverMetrics struct {
-	ttft, itl, e2e, queue, inference, prefill, decode *histogram
-	promptTokens, genTokens                           *histogram
-	created                                           float64
+	ttft, itl, tpot, e2e, queue, inference, prefill, decode *histogram
+	promptTokens, genTokens                                 *histogram
+	created                                                 float64
 }
 
 func newServerMetrics(maxLen int, created float64) *serverMetrics {
 	return &serverMetrics{
-		ttft: newHistogram(ttftBuckets), itl: newHistogram(itlBuckets),
+		ttft: newHistogram(ttftBuckets), itl: newHistogram(itlBuckets), tpot: newHistogram(itlBuckets),
 		e2e: newHistogram(reqBuckets), queue: newHistogram(reqBuckets),
 		inference: newHistogram(reqBuckets), prefill: newHistogram(reqBuckets), decode: newHistogram(reqBuckets),
 		promptTokens: newHistogram(tokenBuckets(maxLen)), genTokens: newHistogram(tokenBuckets(maxLen)),

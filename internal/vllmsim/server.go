@@ -374,6 +374,9 @@ func (s *Server) dispatch(out *StepOutput, wakes []chan struct{}) ([]func(), []c
 			m.inference.observe((out.End - seq.Admitted).Seconds())
 			m.decode.observe((out.End - seq.FirstToken).Seconds())
 			m.genTokens.observe(float64(len(seq.Output())))
+			if n := len(seq.Output()); n > 1 {
+				m.tpot.observe((out.End - seq.FirstToken).Seconds() / float64(n-1))
+			}
 		}
 		if st == nil {
 			continue
@@ -667,6 +670,11 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 	}
 	st := &stream{notify: make(chan struct{}, 1), release: release}
 	s.mu.Lock()
+	if s.closing.Load() { // Run has ended (or is ending): nobody would run it
+		s.mu.Unlock()
+		s.unavailable(w)
+		return
+	}
 	seq, err := s.eng.Add(ereq, s.since())
 	if err == nil {
 		st.seq = seq
@@ -1032,6 +1040,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	}
 	mw.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", m.ttft)
 	mw.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", m.itl)
+	mw.histogram("vllm:request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", m.tpot)
 	mw.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", m.e2e)
 	mw.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", m.queue)
 	mw.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", m.inference)
