@@ -30,13 +30,16 @@
 // data-parallel rank) is applied by one shard goroutine, in sequence order.
 // A gap in the sequence triggers a replay request (a DEALER to the
 // engine's ROUTER; both of vLLM's reply layouts), at most 8 at once and
-// each bounded in time; while it runs the source's live messages wait.
+// each bounded in time, retried when it stalls; while it runs the source's
+// live messages wait. On connecting, a subscriber also asks for the
+// history the engine still buffers.
 // A sequence that goes back, or a jump after a disconnection, means the
 // engine restarted: its blocks are cleared and its buffered history
 // replayed. A gap that replay cannot fill clears the source. Two watermarks
 // (last applied, last received live) keep replayed and live messages from
 // being applied twice. Duplicate stores and removals are reference-counted.
-// Messages that do not decode are counted and skipped. See Stats.
+// Messages that do not decode are counted and skipped. See Stats, and
+// WriteMetrics for a Prometheus text rendering of them.
 //
 // Concurrency: Decode and AppendBatch are pure functions. A Subscriber is
 // safe for concurrent use; Run owns its goroutines and returns when its

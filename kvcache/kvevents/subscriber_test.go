@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -493,4 +494,39 @@ func TestGapWithoutReplay(t *testing.T) {
 	assert.Equal(t, uint64(2), st.Gaps)
 	assert.Equal(t, uint64(7), st.MissedMessages)
 	assert.Zero(t, st.Replays)
+}
+
+// TestAddRemoveLifecycle: sources can be managed before Run; replacing a
+// source's address drops its blocks; removing one while not running drops
+// it at once.
+func TestAddRemoveLifecycle(t *testing.T) {
+	idx := &fakeIndex{}
+	s := newSubscriber(t, idx)
+	require.NoError(t, s.Add(kvevents.Source{ID: "a", Endpoint: "tcp://127.0.0.1:1"}))
+	require.NoError(t, s.Add(kvevents.Source{ID: "a", Endpoint: "tcp://127.0.0.1:1"})) // same: no-op
+	assert.Empty(t, idx.snapshot())
+	require.NoError(t, s.Add(kvevents.Source{ID: "a", Endpoint: "tcp://127.0.0.1:2"}))
+	assert.Equal(t, 1, idx.count("drop", "a"), "a new address is a new engine")
+	assert.True(t, s.Remove("a"))
+	assert.Equal(t, 2, idx.count("drop", "a"))
+	assert.False(t, s.Remove("a"))
+	assert.Zero(t, s.Stats().Sources)
+
+	// A source added while running is subscribed at once.
+	p := newPublisher(t, kvpublish.Config{})
+	runSubscriber(t, s)
+	require.NoError(t, s.Add(kvevents.Source{ID: "b", Endpoint: p.Endpoint()}))
+	var next uint64
+	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("b")) > 0 })
+}
+
+func TestWriteMetrics(t *testing.T) {
+	s := newSubscriber(t, &fakeIndex{})
+	require.NoError(t, s.Add(kvevents.Source{ID: "a", Endpoint: "tcp://127.0.0.1:1"}))
+	var buf strings.Builder
+	require.NoError(t, s.WriteMetrics(&buf))
+	out := buf.String()
+	assert.Contains(t, out, "# TYPE routekit_kvevents_events_applied_total counter\nroutekit_kvevents_events_applied_total 0\n")
+	assert.Contains(t, out, "routekit_kvevents_sources 1\n")
+	assert.Contains(t, out, "# TYPE routekit_kvevents_lag_seconds gauge\n")
 }
