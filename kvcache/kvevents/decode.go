@@ -21,7 +21,8 @@ var ErrMalformed = errors.New("kvevents: malformed event batch")
 // integers, bin, or str (decimal or hex). Unknown event types, unknown map
 // keys and surplus array elements are skipped. Length prefixes are checked
 // against the bytes that remain, so a hostile prefix cannot make Decode
-// allocate more than a small multiple of len(payload).
+// allocate more than a bounded multiple of len(payload): at most 48 bytes
+// per payload byte (a one-byte hash becomes a 48-byte Hash).
 //
 // Event.ExtraKeys aliases payload; the rest of b does not. On error b holds
 // a partial batch and must not be applied.
@@ -135,6 +136,12 @@ func (r *reader) events(b *Batch) error {
 	n, err := r.arrayLen()
 	if err != nil {
 		return err
+	}
+	// Size the slice once when n is plausible: no known event is shorter
+	// than 14 bytes (["BlockRemoved"]), so this costs at most 336/14 = 24
+	// bytes of Event per payload byte.
+	if cap(b.Events) < n && n <= (len(r.b)-r.i)/14 {
+		b.Events = append(make([]Event, 0, n), b.Events...)
 	}
 	for range n {
 		var e *Event

@@ -147,6 +147,30 @@ func TestHostilePrefixAllocation(t *testing.T) {
 	}
 	runtime.ReadMemStats(&ms1)
 	assert.Less(t, ms1.TotalAlloc-ms0.TotalAlloc, uint64(1<<20))
+
+	// The worst real amplification: 100,000 one-byte hashes become 100,000
+	// 48-byte Hash values, within the documented 48× bound.
+	big := hx(t, "92 "+ts+" 91 92 ac 426c6f636b52656d6f766564 dd 000186a0")
+	for range 100000 {
+		big = append(big, 0x01)
+	}
+	runtime.ReadMemStats(&ms0)
+	var b2 kvevents.Batch
+	require.NoError(t, kvevents.Decode(big, &b2))
+	runtime.ReadMemStats(&ms1)
+	assert.LessOrEqual(t, ms1.TotalAlloc-ms0.TotalAlloc, uint64(48*len(big)+1<<16))
+
+	// Many minimal events: at most 24 bytes of Event per payload byte.
+	many := hx(t, "92 "+ts+" dd 00002710")
+	for range 10000 {
+		many = append(many, hx(t, "91 ac 426c6f636b52656d6f766564")...)
+	}
+	runtime.ReadMemStats(&ms0)
+	var b3 kvevents.Batch
+	require.NoError(t, kvevents.Decode(many, &b3))
+	runtime.ReadMemStats(&ms1)
+	require.Len(t, b3.Events, 10000)
+	assert.LessOrEqual(t, ms1.TotalAlloc-ms0.TotalAlloc, uint64(24*len(many)+1<<16))
 }
 
 // TestDecodeReuse: decoding into a used Batch leaves nothing stale, and a

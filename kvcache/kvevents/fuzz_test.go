@@ -35,6 +35,9 @@ func FuzzDecode(f *testing.F) {
 		if kvevents.Decode(payload, &b) != nil {
 			return
 		}
+		for _, e := range b.Events {
+			_, _ = kvevents.DecodeExtraKeys(e.ExtraKeys) // must not panic
+		}
 		for s := kvevents.ArrayV090; s <= kvevents.MapNewest; s++ {
 			enc, err := kvevents.AppendBatch(nil, &b, s)
 			if err != nil {
