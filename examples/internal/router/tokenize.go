@@ -64,7 +64,7 @@ func (l *Local) Tokenize(ctx context.Context, b *Body, dst []uint32) ([]uint32, 
 		if err != nil {
 			return dst, fmt.Errorf("router: tokenize: %w", err)
 		}
-		return append(dst, ids...), nil
+		return appendIDs(dst, ids), nil
 	case ChatCompletions:
 		if l.Template == nil {
 			if l.Chat == nil {
@@ -82,9 +82,18 @@ func (l *Local) Tokenize(ctx context.Context, b *Body, dst []uint32) ([]uint32, 
 		if err != nil {
 			return dst, fmt.Errorf("router: tokenize: %w", err)
 		}
-		return append(dst, ids...), nil
+		return appendIDs(dst, ids), nil
 	}
 	return dst, fmt.Errorf("router: tokenize: unknown API %d", b.API)
+}
+
+// appendIDs appends ids to dst, or returns ids itself when dst is empty (no
+// second copy of a long prompt).
+func appendIDs(dst, ids []uint32) []uint32 {
+	if len(dst) == 0 {
+		return ids
+	}
+	return append(dst, ids...)
 }
 
 // HF adapts a pure-Go Hugging Face tokenizer to [Encoder].
