@@ -147,8 +147,15 @@ func (r *refIndex) entries() int64 {
 }
 
 func TestModelRandomized(t *testing.T) {
-	for seed := uint64(1); seed <= 12; seed++ {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runModel(t, seed, 3000) })
+	seeds, steps := uint64(8), 2500
+	if testing.Short() {
+		seeds = 2
+	}
+	for seed := uint64(1); seed <= seeds; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			runModel(t, seed, steps)
+		})
 	}
 }
 
