@@ -180,7 +180,7 @@ func naiveDecide(req *Request, eps []*pool.Endpoint, idx mapIndex, r *rand.Rand)
 	tok := map[*pool.Endpoint]float64{}
 	for _, e := range eps {
 		t := float64(e.Load().UncachedTokens) + float64(req.UncachedTokens(match[e.ID].Blocks))
-		tok[e] = 1 - min(1, t/DefaultTokenCapacity)
+		tok[e] = 1 - min(1, t/DefaultProfileTokenCapacity)
 	}
 	queue := map[*pool.Endpoint]float64{}
 	lo, hi := 1e18, -1e18

@@ -2,10 +2,21 @@ package scheduler
 
 import "math/rand/v2"
 
+// DefaultProfileTokenCapacity is the [TokenLoad] capacity of [DefaultProfile]:
+// 65,536 in-flight uncached prompt tokens score 0.
+const DefaultProfileTokenCapacity = 65_536
+
 // DefaultProfile returns the out-of-the-box pipeline: scorers [Prefix] ×3,
-// [TokenLoad] ×2, [QueueDepth] ×2 and [KVCacheUtilization] ×2, combined as
-// Σ wᵢ·sᵢ / Σ wᵢ, and the [MaxScore] picker with its tie-break seeded from src
-// (nil: random). No filter: every fresh endpoint is a candidate.
+// [TokenLoad] ×2 with capacity [DefaultProfileTokenCapacity], [QueueDepth] ×2
+// and [KVCacheUtilization] ×2, combined as Σ wᵢ·sᵢ / Σ wᵢ, and the [MaxScore]
+// picker with its tie-break seeded from src (nil: random). No filter: every
+// fresh endpoint is a candidate.
+//
+// The token-load term is the fresh one: the gateway's own count of uncached
+// prompt tokens in flight (plus this request's), where queue and KV come from
+// scrapes that lag by a scrape interval. With llm-d's capacity of 4M tokens it
+// barely moves; at 64K tokens (≈ 4 s of prefill on one H100-class server) it
+// spreads distinct prompts as evenly as round robin does.
 //
 // A candidate holding the whole prompt on an idle server scores 1; one holding
 // nothing on an idle server 6/9; the prefix term (1/3 of the total) is worth a
@@ -31,7 +42,7 @@ func DefaultProfile(src rand.Source) Profile {
 		Name: "default",
 		Scorers: []WeightedScorer{
 			Weighted(3, p),
-			Weighted(2, TokenLoad(0)),
+			Weighted(2, TokenLoad(DefaultProfileTokenCapacity)),
 			Weighted(2, QueueDepth()),
 			Weighted(2, KVCacheUtilization()),
 		},
