@@ -303,6 +303,7 @@ func main() {
 		seed      = flag.Uint64("seed", 1, "seed of workloads and random choices")
 		out       = flag.String("out", ".", "directory for the SVG plots")
 		parallel  = flag.Int("parallel", runtime.GOMAXPROCS(0), "simulations run at once")
+		replicas  = flag.Int("replicas", 0, "override the number of replicas (default 8)")
 	)
 	flag.Parse()
 	var override []float64
@@ -325,6 +326,9 @@ func main() {
 		s := defaultSetup(wl, *seed, *stage)
 		if override != nil {
 			s.rates = override
+		}
+		if *replicas > 0 {
+			s.replicas = *replicas
 		}
 		outs, err := runAll(s, pols, *parallel)
 		if err != nil {
@@ -357,8 +361,8 @@ func defaultSetup(workload string, seed uint64, stage time.Duration) setup {
 		// llm-d's ladder runs 3→60 req/s on real H100s, whose client caps
 		// concurrency; the simulated fleet is past saturation for every policy
 		// beyond ~25 req/s (≈12k output tokens/s, close to the 14.9k published
-		// peak), so the ladder stops at 30 where the policies still differ.
-		s.rates = []float64{3, 5, 10, 15, 20, 25, 30}
+		// peak), so the ladder stops at 25, the best policies' knee.
+		s.rates = []float64{3, 5, 10, 15, 20, 25}
 	case "chat":
 		s.rates = []float64{1, 2, 4, 6, 8, 10}
 	case "lowshare":
