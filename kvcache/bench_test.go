@@ -206,6 +206,27 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
+// BenchmarkLookupParallel measures Lookup from all cores at once (1M
+// blocks, 100 endpoints, 8k-token prompt, default jump search).
+//
+//	go test -run '^$' -bench LookupParallel -benchtime 1s ./kvcache/
+func BenchmarkLookupParallel(b *testing.B) {
+	x, _ := kvcache.New(nil)
+	f := loadFleet(x, 1_000_000, 100)
+	keys := f.prompt[:512]
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		out := make([]kvcache.Match, len(f.eps))
+		for pb.Next() {
+			if n, _ := x.Lookup(keys, f.eps, out); n != len(keys) {
+				b.Errorf("matched %d of %d", n, len(keys))
+				return
+			}
+		}
+	})
+}
+
 // BenchmarkWrite measures block operations per second on one goroutine: 64
 // endpoints each store and later remove 16-block batches (one event's worth)
 // against an index of about 1M blocks, alone and with 4 goroutines looking up

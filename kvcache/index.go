@@ -1094,6 +1094,19 @@ func (l *location) compactFIFOLocked() {
 	}
 }
 
+// Blocks reports how many blocks endpoint holds in its own tiers, confirmed
+// or learned (0 for an unknown endpoint): its share of the index, for example
+// to break ties toward the endpoint with the smaller cache, as Dynamo does.
+func (x *Index) Blocks(endpoint string) int {
+	l, err := x.loc(endpoint, false, false)
+	if err != nil || l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.entries
+}
+
 // Stats is a snapshot of an Index's size and counters.
 type Stats struct {
 	// Entries is the number of (block, location) entries, confirmed or learned.

@@ -394,6 +394,9 @@ func TestDropEndpoint(t *testing.T) {
 	st := x.Stats()
 	assert.Equal(t, int64(3), st.Entries)
 	assert.Equal(t, int64(0), st.Learned)
+	assert.Equal(t, 0, x.Blocks("a"))
+	assert.Equal(t, 3, x.Blocks("b"))
+	assert.Equal(t, 0, x.Blocks(""))
 	assert.Equal(t, 1, st.Endpoints)
 	assert.Equal(t, 1, st.Storages)
 	// A new endpoint may reuse a's id: it must not inherit anything.

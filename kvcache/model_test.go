@@ -374,3 +374,12 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	assert.Zero(t, s.Learned)
 	assert.Zero(t, s.Blocks)
 }
+
+// FuzzModel runs a short randomized model check per fuzz input; the seed
+// corpus runs as an ordinary test.
+func FuzzModel(f *testing.F) {
+	for _, s := range []uint64{101, 202, 303} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, seed uint64) { runModel(t, seed, 300) })
+}
