@@ -31,6 +31,9 @@
 // a filter pass drops them (so at most 2×blocks+1024 per location). Clear and
 // DropEndpoint drop them all.
 //
+// Keys are rooted in the model name (and the Keyer's block size), so an Index
+// holds one model: a gateway serving several models keeps one Index each.
+//
 // # Tiers and shared storage
 //
 // A location holds a block in any of GPU, CPU and disk (its own tiers), or as

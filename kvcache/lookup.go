@@ -14,7 +14,9 @@ import (
 // twice gets the same match twice. It returns the longest match, in blocks.
 //
 // Results are positional, so a caller maps them back to its endpoints by index
-// without building a map. Lookup takes no lock, does not allocate in steady
+// without building a map. Passing the same []string of candidate IDs (the
+// same string values) on every call lets Lookup reuse its previous name
+// resolution; the strings must be ordinary immutable Go strings. Lookup takes no lock, does not allocate in steady
 // state, and runs concurrently with writes: each block's holders are read as
 // one consistent snapshot, and a write that lands during the walk may or may
 // not be seen. out must be at least as long as endpoints (ErrShortOutput).
