@@ -122,6 +122,10 @@ type Request struct {
 	// engine: the prompt blocks not cached locally are transferred at
 	// Config.TransferPerBlock each instead of being computed.
 	RemotePrefill bool
+	// ReportCachedBlocks makes the engine also publish BlockStored for the
+	// prefix-cache blocks the request reuses (from block 0, no parent), as
+	// vLLM does for vllm_xargs {"kv_cache_report_mode": "full"}.
+	ReportCachedBlocks bool
 	// Index is opaque to the engine; callers use it to find their own
 	// bookkeeping from a *Seq without a map.
 	Index int
@@ -619,6 +623,15 @@ func (e *Engine) allocate(s *Seq, upTo, hitBlocks int) bool {
 	}
 	if hitBlocks > 0 {
 		s.numCached = hitBlocks
+		if s.Req.ReportCachedBlocks && !e.cfg.DisablePrefixCaching {
+			bs := e.cfg.BlockSize
+			start := len(e.keys)
+			e.keys = append(e.keys, s.keys[:hitBlocks]...)
+			e.out.Events = append(e.out.Events, KVEvent{
+				Kind: BlockStored, Keys: e.keys[start:len(e.keys):len(e.keys)],
+				Tokens: s.tokens[: hitBlocks*bs : hitBlocks*bs], BlockSize: bs,
+			})
+		}
 	}
 	s.blocks = e.pool.allocate(s.blocks, newBlocks)
 	e.drainEvictions()

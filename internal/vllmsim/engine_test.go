@@ -269,3 +269,34 @@ func TestEngineRemotePrefillAndRelease(t *testing.T) {
 	assert.False(t, p.Release("p1"))
 	assert.Equal(t, 0, p.Stats().Held)
 }
+
+func TestEngineReportsReusedBlocksInFullMode(t *testing.T) {
+	eng, err := vllmsim.NewEngine(vllmsim.Fast())
+	require.NoError(t, err)
+	var now time.Duration
+	prompt := seqTokens(50, 3) // 3 full blocks
+	collect := func(full bool) (stored [][]uint64, parents []bool) {
+		s, err := eng.Add(&vllmsim.Request{ID: "r", Prompt: prompt, MaxTokens: 1, ReportCachedBlocks: full}, now)
+		require.NoError(t, err)
+		for s.Finish() == vllmsim.NotFinished {
+			d, ok := eng.Schedule(now)
+			require.True(t, ok)
+			now += d
+			for _, ev := range eng.Complete(now).Events {
+				if ev.Kind == vllmsim.BlockStored {
+					stored = append(stored, append([]uint64(nil), ev.Keys...))
+					parents = append(parents, ev.HasParent)
+				}
+			}
+		}
+		return stored, parents
+	}
+	keys := eng.BlockKeys(nil, prompt, "")
+	stored, _ := collect(false)
+	assert.Equal(t, [][]uint64{keys}, stored)
+	stored, _ = collect(false)
+	assert.Empty(t, stored, "reuse is not reported by default")
+	stored, parents := collect(true)
+	assert.Equal(t, [][]uint64{keys}, stored)
+	assert.Equal(t, []bool{false}, parents)
+}

@@ -46,7 +46,9 @@ type Replica struct {
 	// KVTopic is the topic frame of the replica's KV events.
 	KVTopic string
 
-	http *http.Server
+	http   *http.Server
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // Fleet is a set of in-process simulated vLLM servers on loopback
@@ -120,12 +122,15 @@ func (f *Fleet) start(ctx context.Context, i int, sp ReplicaSpec) (*Replica, err
 	f.mu.Lock()
 	f.byID[srv.EngineID()] = srv
 	f.mu.Unlock()
+	rctx, cancel := context.WithCancel(ctx)
+	r.cancel, r.done = cancel, make(chan struct{})
 	r.http = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+		BaseContext: func(net.Listener) context.Context { return rctx }}
 	f.wg.Add(2)
 	go func() {
 		defer f.wg.Done()
-		_ = srv.Run(ctx)
+		defer close(r.done)
+		_ = srv.Run(rctx)
 	}()
 	go func() {
 		defer f.wg.Done()
@@ -161,6 +166,18 @@ func (f *Fleet) Close() error {
 	}
 	f.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// Kill stops the replica abruptly, like a crashed pod: its connections are
+// closed, its engine stops (streams in flight end without [DONE]) and its
+// port refuses connections. The rest of the fleet keeps running; Close
+// still tears everything down. It is for fault-injection tests of routers
+// and pools.
+func (r *Replica) Kill() {
+	r.Shutdown()
+	_ = r.http.Close()
+	r.cancel()
+	<-r.done
 }
 
 // Port returns the replica's HTTP port.

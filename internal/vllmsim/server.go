@@ -650,6 +650,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 	if g.params.CacheSalt != nil {
 		ereq.CacheSalt = *g.params.CacheSalt
 	}
+	if mode, _ := g.params.VLLMXArgs["kv_cache_report_mode"].(string); mode == "full" {
+		ereq.ReportCachedBlocks = true
+	}
 	if g.params.Seed != nil {
 		ereq.Seed = uint64(*g.params.Seed) ^ 0x6a09e667f3bcc909
 	}

@@ -503,3 +503,13 @@ func TestFleetRolesLabelsAndClose(t *testing.T) {
 	_, err = http.Post(f.Replicas[0].URL+"/v1/completions", "application/json", bytes.NewReader([]byte(`{}`)))
 	assert.Error(t, err)
 }
+
+func TestFleetKillOneReplica(t *testing.T) {
+	f := startFleet(t, vllmsim.ReplicaSpec{}, vllmsim.ReplicaSpec{})
+	dead, alive := f.Replicas[0], f.Replicas[1]
+	dead.Kill()
+	_, err := http.Post(dead.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"x"}`))
+	assert.Error(t, err, "a killed replica refuses connections")
+	code, _ := post(t, alive.URL+"/v1/completions", `{"prompt":"x","max_tokens":2}`)
+	assert.Equal(t, http.StatusOK, code)
+}
