@@ -124,23 +124,27 @@ func (m Match) Total() int {
 // Errors returned by the Index. Callers branch on ErrUnknownParent (drop the
 // event and, if it persists, resynchronize the endpoint by replay or Clear).
 var (
-	// ErrUnknownParent: a BlockStored names a parent block hash the index has no
-	// key for (its store was missed or evicted). The event is not applied.
+	// ErrUnknownParent is returned by Stored when the event's parent block hash
+	// has no key (its store was missed, or evicted long ago). The event is not
+	// applied; resynchronize the endpoint (replay, or Clear) if it persists.
 	ErrUnknownParent = errors.New("kvcache: unknown parent block hash")
-	// ErrBlockSize: a BlockStored's block size or token count does not match
-	// the Keyer's block size and its number of block hashes.
+	// ErrBlockSize is returned by Stored when the event's block size or token
+	// count does not match the Keyer's block size and its number of hashes.
 	ErrBlockSize = errors.New("kvcache: block size mismatch")
-	// ErrNoStorage: a TierShared write for an endpoint attached to no storage.
+	// ErrNoStorage is returned for a TierShared write from an endpoint that is
+	// attached to no shared storage (see Attach).
 	ErrNoStorage = errors.New("kvcache: endpoint attached to no shared storage")
-	// ErrTier: a tier that the operation does not accept.
+	// ErrTier is returned for a tier the operation does not accept (TierLearned
+	// is written only by Learn).
 	ErrTier = errors.New("kvcache: invalid tier")
-	// ErrMedium: ParseMedium does not know the medium.
+	// ErrMedium is returned by ParseMedium for a medium it does not know.
 	ErrMedium = errors.New("kvcache: unknown medium")
-	// ErrEmptyID: an empty endpoint or storage ID.
+	// ErrEmptyID is returned for an empty endpoint or storage ID.
 	ErrEmptyID = errors.New("kvcache: empty location id")
-	// ErrTooManyLocations: more than 2^24-1 endpoints and storages.
+	// ErrTooManyLocations is returned when more than 2^24-1 endpoints and
+	// storages would be registered.
 	ErrTooManyLocations = errors.New("kvcache: too many locations")
-	// ErrShortOutput: Lookup's out is shorter than its endpoints.
+	// ErrShortOutput is returned by Lookup when out is shorter than endpoints.
 	ErrShortOutput = errors.New("kvcache: output shorter than endpoints")
 )
 
