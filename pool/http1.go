@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,21 @@ type http1 struct {
 	r       *bufio.Reader
 	reused  bool // conn has served a response before
 	pending int  // bytes of the last body still in r, handed out by Peek
+
+	// active is the connection of the exchange under way, for abort (called
+	// from another goroutine); ref is conn's box, allocated once per dial.
+	active atomic.Pointer[connRef]
+	ref    *connRef
+}
+
+type connRef struct{ c net.Conn }
+
+// abort makes the exchange under way, if any, fail at once. It is safe to
+// call from any goroutine.
+func (h *http1) abort() {
+	if r := h.active.Load(); r != nil {
+		_ = r.c.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 // http1BufSize is the read buffer per connection. A page that fits is parsed
@@ -51,8 +67,10 @@ func (h *http1) close() {
 
 // get fetches the page. It returns the HTTP status code and reason, and for a
 // 200 the body, which is valid until the next call (it lies in the read
-// buffer, or in buf for pages that do not fit).
-func (h *http1) get(ctx context.Context, deadline time.Time, maxPage int64, buf *bytes.Buffer) (int, string, []byte, error) {
+// buffer, or in buf for pages that do not fit). The exchange stops at
+// deadline, or when abort is called; with watch, also when ctx is done
+// (without watch, the caller must call abort when ctx is done).
+func (h *http1) get(ctx context.Context, watch bool, deadline time.Time, maxPage int64, buf *bytes.Buffer) (int, string, []byte, error) {
 	if h.pending > 0 {
 		_, _ = h.r.Discard(h.pending) // buffered already: cannot fail
 		h.pending = 0
@@ -64,7 +82,7 @@ func (h *http1) get(ctx context.Context, deadline time.Time, maxPage int64, buf 
 			if err != nil {
 				return 0, "", nil, err
 			}
-			h.conn, h.reused = c, false
+			h.conn, h.reused, h.ref = c, false, &connRef{c}
 			if h.r == nil {
 				h.r = bufio.NewReaderSize(c, http1BufSize)
 			} else {
@@ -73,9 +91,16 @@ func (h *http1) get(ctx context.Context, deadline time.Time, maxPage int64, buf 
 		}
 		conn := h.conn // the func below may run after h.conn is replaced
 		_ = conn.SetDeadline(deadline)
-		stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		h.active.Store(h.ref)
+		stop := func() bool { return false }
+		if watch {
+			stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		} else if ctx.Err() != nil { // done before abort could see this exchange
+			h.abort()
+		}
 		code, reason, body, keep, err := h.roundTrip(maxPage, buf)
 		stop()
+		h.active.Store(nil)
 		if err != nil {
 			reused := h.reused
 			h.close()

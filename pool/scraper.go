@@ -45,11 +45,14 @@ type target struct {
 	busy    atomic.Bool
 	removed atomic.Bool // the endpoint left the pool, or Run ended: close h1 when idle
 
+	l    *live // fixed: targets are keyed by membership
 	ep   *Endpoint
 	url  string
-	h1   *http1       // nil when scraping through net/http
-	buf  bytes.Buffer // reused page buffer
-	prev *Metrics     // last good scrape, for reusing its LoRA name slices
+	h1   atomic.Pointer[http1] // nil when scraping through net/http; read by abortAll
+	buf  bytes.Buffer          // reused page buffer
+	prev *Metrics              // last good scrape, for reusing its LoRA name slices
+
+	kick, stop chan struct{} // Run's worker, if started; guarded by Scraper.mu
 }
 
 // closeIfIdle closes the target's connection unless a scrape is using it (that
@@ -57,8 +60,8 @@ type target struct {
 func (tg *target) closeIfIdle() {
 	tg.removed.Store(true)
 	if tg.busy.CompareAndSwap(false, true) {
-		if tg.h1 != nil {
-			tg.h1.close()
+		if h := tg.h1.Load(); h != nil {
+			h.close()
 		}
 		tg.busy.Store(false)
 	}
@@ -186,16 +189,65 @@ func (s *Scraper) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 	var wg sync.WaitGroup
-	defer s.closeIdle()
-	defer wg.Wait()
 	t := time.NewTicker(s.cfg.interval)
 	defer t.Stop()
 	for {
-		s.tick(ctx, &wg)
+		s.tick(ctx, &wg, true)
 		select {
 		case <-ctx.Done():
+			s.abortAll()
+			wg.Wait()
+			s.mu.Lock()
+			for _, tg := range s.targets {
+				if tg.kick != nil {
+					select {
+					case <-tg.kick: // sent after its worker left: not served
+						tg.release()
+					default:
+					}
+				}
+				tg.kick, tg.stop = nil, nil
+			}
+			s.mu.Unlock()
+			s.closeIdle()
 			return ctx.Err()
 		case <-t.C:
+		}
+	}
+}
+
+// abortAll makes every exchange under way fail at once (Run is ending).
+func (s *Scraper) abortAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tg := range s.targets {
+		if h := tg.h1.Load(); h != nil {
+			h.abort()
+		}
+	}
+}
+
+// work is the goroutine that scrapes one endpoint for Run, each time tick
+// kicks it, until ctx is done or the endpoint leaves the pool. A long-lived
+// worker per endpoint costs less than a goroutine per scrape (no stack growth
+// each time).
+func (s *Scraper) work(ctx context.Context, tg *target, kick, stop chan struct{}) {
+	defer func() {
+		select {
+		case <-kick: // a kick that will not be served: give its busy flag back
+			tg.release()
+		default:
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-kick:
+			s.scrape(ctx, tg, false)
+			tg.release()
 		}
 	}
 }
@@ -207,13 +259,14 @@ func (s *Scraper) Run(ctx context.Context) error {
 // themselves.
 func (s *Scraper) Scrape(ctx context.Context) {
 	var wg sync.WaitGroup
-	s.tick(ctx, &wg)
+	s.tick(ctx, &wg, false)
 	wg.Wait()
 }
 
 // tick marks stale endpoints and starts a scrape of each endpoint that has
-// none under way.
-func (s *Scraper) tick(ctx context.Context, wg *sync.WaitGroup) {
+// none under way: through the endpoint's worker for Run, on a new goroutine
+// for Scrape.
+func (s *Scraper) tick(ctx context.Context, wg *sync.WaitGroup, run bool) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -236,12 +289,25 @@ func (s *Scraper) tick(ctx context.Context, wg *sync.WaitGroup) {
 		if tg.ep != ep { // first scrape, or the endpoint's description changed
 			s.setEndpoint(tg, ep)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.scrape(ctx, tg, l)
-			tg.release()
-		}()
+		if !run {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.scrape(ctx, tg, true)
+				tg.release()
+			}()
+			continue
+		}
+		if tg.kick == nil {
+			kick, stop := make(chan struct{}, 1), make(chan struct{})
+			tg.kick, tg.stop = kick, stop
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.work(ctx, tg, kick, stop)
+			}()
+		}
+		tg.kick <- struct{}{} // cannot block: busy was free, so the buffer is empty
 	}
 }
 
@@ -251,12 +317,16 @@ func (s *Scraper) reconcile(snap *Snapshot) {
 	for _, ep := range snap.eps {
 		seen[ep.live] = true
 		if s.targets[ep.live] == nil {
-			s.targets[ep.live] = &target{}
+			s.targets[ep.live] = &target{l: ep.live}
 		}
 	}
 	for l, tg := range s.targets {
 		if !seen[l] {
 			delete(s.targets, l)
+			if tg.stop != nil {
+				close(tg.stop)
+				tg.kick, tg.stop = nil, nil
+			}
 			tg.closeIfIdle()
 		}
 	}
@@ -273,8 +343,8 @@ func (s *Scraper) closeIdle() {
 	defer s.mu.Unlock()
 	for _, tg := range s.targets {
 		if tg.busy.CompareAndSwap(false, true) {
-			if tg.h1 != nil {
-				tg.h1.close()
+			if h := tg.h1.Load(); h != nil {
+				h.close()
 			}
 			tg.busy.Store(false)
 		}
@@ -288,9 +358,9 @@ func (s *Scraper) setEndpoint(tg *target, ep *Endpoint) {
 		tg.ep = ep
 		return
 	}
-	if tg.h1 != nil {
-		tg.h1.close()
-		tg.h1 = nil
+	if h := tg.h1.Load(); h != nil {
+		h.close()
+		tg.h1.Store(nil)
 	}
 	tg.ep, tg.url = ep, u
 	if s.cfg.client != nil {
@@ -301,13 +371,14 @@ func (s *Scraper) setEndpoint(tg *target, ep *Endpoint) {
 		if pu.Port() == "" {
 			addr = net.JoinHostPort(pu.Hostname(), "80")
 		}
-		tg.h1 = newHTTP1(addr, pu.RequestURI(), pu.Host)
+		tg.h1.Store(newHTTP1(addr, pu.RequestURI(), pu.Host))
 	}
 }
 
 // scrape fetches and parses one page and records the outcome in l.
-func (s *Scraper) scrape(ctx context.Context, tg *target, l *live) {
-	m, err := s.fetch(ctx, tg)
+func (s *Scraper) scrape(ctx context.Context, tg *target, watch bool) {
+	l := tg.l
+	m, err := s.fetch(ctx, tg, watch)
 	if ctx.Err() != nil {
 		return // shutting down: not the endpoint's fault
 	}
@@ -326,11 +397,11 @@ func (s *Scraper) scrape(ctx context.Context, tg *target, l *live) {
 	l.storeGood(m, now)
 }
 
-func (s *Scraper) fetch(ctx context.Context, tg *target) (*Metrics, error) {
+func (s *Scraper) fetch(ctx context.Context, tg *target, watch bool) (*Metrics, error) {
 	var page []byte
-	if tg.h1 != nil {
+	if h := tg.h1.Load(); h != nil {
 		// Deadlines on connections follow the real clock, not the injected one.
-		code, reason, body, err := tg.h1.get(ctx, time.Now().Add(s.cfg.timeout), s.cfg.maxPage, &tg.buf)
+		code, reason, body, err := h.get(ctx, watch, time.Now().Add(s.cfg.timeout), s.cfg.maxPage, &tg.buf)
 		if err != nil {
 			return nil, fmt.Errorf("GET %s: %w", tg.url, err)
 		}
