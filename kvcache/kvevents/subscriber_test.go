@@ -77,7 +77,14 @@ func TestEndToEndKVCache(t *testing.T) {
 
 	// Evict GPU blocks 2-3: the prefix shrinks to 2.
 	publish(kvevents.Event{Type: kvevents.BlockRemoved, BlockHashes: hashes[2:], Medium: kvevents.Some("GPU")})
-	waitFor(t, 5*time.Second, "removal", func() bool { return lookup().Total() == 2 })
+	start := time.Now()
+	waitFor(t, 5*time.Second, "removal", func() bool {
+		ok := lookup().Total() == 2
+		if !ok && time.Now().After(start.Add(4*time.Second)) {
+			t.Logf("lookup %+v stats %+v", lookup(), sub.Stats())
+		}
+		return ok
+	})
 	// Evict block 0 from GPU: it is still in CPU, block 1 in GPU.
 	publish(kvevents.Event{Type: kvevents.BlockRemoved, BlockHashes: hashes[:1], Medium: kvevents.Some("GPU")})
 	waitFor(t, 5*time.Second, "CPU tier", func() bool { return lookup().Blocks[kvcache.TierCPU] == 1 })
