@@ -13,12 +13,12 @@ import (
 func TestSmoke(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, run(t.Context(), []string{"-backends", "2", "-concurrency", "4", "-requests", "200",
-		"-duration", "5s", "-rate", "200", "-latency-duration", "250ms"}, &out))
+		"-duration", "5s", "-rounds", "1", "-rate", "200", "-latency-duration", "250ms"}, &out))
 	s := out.String()
 	for _, want := range []string{"| direct to backends |", "| bare httputil.ReverseProxy |", "| routekit gateway |", "added by the gateway"} {
 		assert.Contains(t, s, want)
 	}
-	res, err := measure(t.Context(), options{backends: 2, concurrency: 2, duration: 5e9, requests: 50, rate: 100, latencyDur: 1e8, promptBytes: 64})
+	res, err := measure(t.Context(), options{backends: 2, concurrency: 2, duration: 5e9, requests: 50, rounds: 1, latencyDur: 1e8, promptBytes: 64})
 	require.NoError(t, err)
 	require.Len(t, res, 3)
 	for _, r := range res {
