@@ -67,11 +67,9 @@ type Config struct {
 	VocabLow, VocabSize uint32
 }
 
-// Validation errors returned by NewEngine.
-var (
-	// ErrBadConfig reports an unusable Config; the message names the field.
-	ErrBadConfig = errors.New("vllmsim: bad config")
-)
+// ErrBadConfig is wrapped by NewEngine's errors for an unusable Config; the
+// message names the field to fix.
+var ErrBadConfig = errors.New("vllmsim: bad config")
 
 func (c *Config) validate() error {
 	switch {

@@ -81,15 +81,18 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	return e, nil
 }
 
-// Errors returned by Engine.Add. Servers map them to HTTP 400.
+// Errors returned by Engine.Add. Servers map them to HTTP 400; callers
+// should not retry the same request.
 var (
-	// ErrPromptTooLong: the prompt does not fit the context window.
+	// ErrPromptTooLong reports a prompt plus max tokens that do not fit the
+	// context window (MaxModelLen); shorten the prompt or lower max tokens.
 	ErrPromptTooLong = errors.New("vllmsim: prompt longer than the context window")
-	// ErrEmptyPrompt: the prompt has no tokens.
+	// ErrEmptyPrompt reports a prompt without tokens.
 	ErrEmptyPrompt = errors.New("vllmsim: empty prompt")
-	// ErrBadMaxTokens: max tokens < 1.
+	// ErrBadMaxTokens reports max tokens below 1.
 	ErrBadMaxTokens = errors.New("vllmsim: max tokens must be at least 1")
-	// ErrTooLargeForCache: the request can never fit in the KV cache.
+	// ErrTooLargeForCache reports a request that could never fit in the KV
+	// cache even alone; give the engine more blocks.
 	ErrTooLargeForCache = errors.New("vllmsim: request needs more KV blocks than the cache has")
 )
 
@@ -136,9 +139,13 @@ type FinishReason uint8
 
 // Finish reasons, named as in vLLM's finished_reason metric label.
 const (
+	// NotFinished: the sequence is still running or waiting.
 	NotFinished FinishReason = iota
+	// FinishStop: the sequence reached its natural end (EOS).
 	FinishStop
+	// FinishLength: the sequence reached max tokens (or the context window).
 	FinishLength
+	// FinishAbort: the sequence was aborted (client disconnect, shutdown).
 	FinishAbort
 )
 
@@ -231,8 +238,11 @@ type KVEventKind uint8
 
 // KV event kinds, as vLLM's BlockStored, BlockRemoved and AllBlocksCleared.
 const (
+	// BlockStored: blocks entered the prefix cache.
 	BlockStored KVEventKind = iota + 1
+	// BlockRemoved: a block was evicted from the prefix cache.
 	BlockRemoved
+	// AllBlocksCleared: the prefix cache was reset.
 	AllBlocksCleared
 )
 

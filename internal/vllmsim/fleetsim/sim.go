@@ -126,12 +126,9 @@ type Config struct {
 	OnComplete func(res Result)
 }
 
-// Errors returned by New.
-var (
-	// ErrNoReplicas: the configuration starts no replica and has no OnTick
-	// hook that could add one.
-	ErrNoReplicas = errors.New("fleetsim: no replicas")
-)
+// ErrNoReplicas is returned by New when the configuration starts no
+// replica and has no OnTick hook that could add one.
+var ErrNoReplicas = errors.New("fleetsim: no replicas")
 
 // Sim is one discrete-event simulation run. It is not safe for concurrent
 // use; Run drives it on the caller's goroutine, without sleeping.
