@@ -22,7 +22,8 @@ import (
 // /v1/chat/completions/render, which return exactly the prompt token IDs the server will use.
 // Chat requests go through it until chat templates render in-process. Results are kept in a
 // bounded LRU cache keyed by a 128-bit hash of the request, and identical concurrent requests
-// share one round trip. Remote is safe for concurrent use.
+// share one round trip (if the caller that started it is cancelled, the others get its error and
+// may retry). Remote is safe for concurrent use.
 type Remote struct {
 	base    string
 	client  *http.Client

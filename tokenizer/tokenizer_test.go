@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dlclark/regexp2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -265,7 +264,6 @@ func TestScannersMatchRegex(t *testing.T) {
 			}
 		})
 	}
-	_ = regexp2.None
 }
 
 func allMatches(f finder, s string) []string {
