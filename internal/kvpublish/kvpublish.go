@@ -1,29 +1,3 @@
-// Package kvpublish is a ZeroMQ KV-event publisher that behaves exactly
-// like vLLM's ZmqEventPublisher: a PUB socket sending 3-frame messages
-// [topic, seq (8 bytes big-endian), msgpack batch], sequence numbers from 0
-// per publisher, a bounded replay buffer served by a ROUTER socket in
-// vLLM's reply layouts with the END_SEQ marker, vLLM's bind-or-connect
-// heuristic and data-parallel port offsets.
-//
-// It serves the vLLM stand-in (internal/vllmsim) and the tests of
-// kvcache/kvevents. It uses the pure-Go github.com/go-zeromq/zmq4.
-//
-// Usage:
-//
-//	p, err := kvpublish.New(kvpublish.Config{Endpoint: "tcp://*:5557", ReplayEndpoint: "tcp://*:5558"})
-//	if err != nil {
-//		return err
-//	}
-//	defer p.Close()
-//	go p.Run(ctx) // answers replay requests (and dials, in connect mode)
-//	seq, err := p.Publish(&batch, kvevents.MapCurrent)
-//
-// Concurrency: a Publisher is safe for concurrent use; Publish calls are
-// numbered in the order they take the publisher's lock.
-//
-// What it does not do: vLLM's in-process queue and publisher thread (Publish
-// hands the message to zmq4's own queue, which drops beyond the high-water
-// mark as PUB does); other publisher kinds than "zmq".
 package kvpublish
 
 import (
