@@ -273,8 +273,9 @@ func (s *shard) update(k uint64, loc uint32, set, clr uint8, touch bool) (old, n
 // storeInline writes an inline holder word, deleting the slot when it is empty.
 func (s *shard) storeInline(t *table, i int, a, b uint32) {
 	if a == 0 && b == 0 {
+		// The holder word is left as is: no one reads it behind a tombstone
+		// (readers re-check the key), and reusing the slot rewrites it first.
 		atomic.StoreUint64(&t.s[2*i], keyTomb)
-		atomic.StoreUint64(&t.s[2*i+1], 0)
 		s.used--
 		s.tombs++
 		return
