@@ -692,18 +692,25 @@ func (r regexReplace) normalize(s string) string {
 	return replace{find: regexMatches(r.re, s), content: r.content}.normalize(s)
 }
 
-// withConfig returns a copy of t (sharing its immutable tables) with a tokenizer_config.json
-// applied; tests use it to avoid loading large files twice.
-func (t *Tokenizer) withConfig(data []byte, cacheSize int) (*Tokenizer, error) {
+// clone returns a copy of t sharing its immutable tables, with its own (empty) state pool.
+func (t *Tokenizer) clone(cacheSize int) *Tokenizer {
 	c := &Tokenizer{
 		model: t.model, rawAdded: t.rawAdded, normAdded: t.normAdded, normalizer: t.normalizer,
 		pre: t.pre, prefix: t.prefix, suffix: t.suffix, decoders: t.decoders, hasDecoder: t.hasDecoder,
 		tokens: t.tokens, known: t.known, special: t.special, added: t.added, vocabSize: t.vocabSize,
-		bos: -1, eos: -1,
+		bos: t.bos, eos: t.eos,
 	}
+	c.states.New = func() any { return newState(cacheSize) }
+	return c
+}
+
+// withConfig returns a clone of t with a tokenizer_config.json applied; tests use it to avoid
+// loading large files twice.
+func (t *Tokenizer) withConfig(data []byte, cacheSize int) (*Tokenizer, error) {
+	c := t.clone(cacheSize)
+	c.bos, c.eos = -1, -1
 	if err := c.applyConfig(data); err != nil {
 		return nil, err
 	}
-	c.states.New = func() any { return newState(cacheSize) }
 	return c, nil
 }
