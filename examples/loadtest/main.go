@@ -85,12 +85,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	before := loadavg()
 	res, err := measure(ctx, o)
 	if err != nil {
 		return err
 	}
 	o.rate = res[0].rate
 	report(out, o, res)
+	fmt.Fprintf(out, "load average before / after: %s / %s (other processes share these cores)\n", before, loadavg())
 	return nil
 }
 
@@ -402,6 +404,18 @@ func report(w io.Writer, o options, res []result) {
 		fmt.Fprintf(w, "router overhead per request (parse, tokenize, hash, index, schedule, dispatch; histogram bucket bounds over all gateway requests): p50 ≤ %v, p99 ≤ %v\n",
 			g.overheadP50, g.overheadP99)
 	}
+}
+
+// loadavg returns the 1-minute load average, or "?" where /proc has none.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 func rd(d time.Duration) time.Duration { return d.Round(time.Microsecond) }

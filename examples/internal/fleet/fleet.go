@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/routekit/routekit/examples/internal/router"
@@ -135,7 +136,8 @@ type Fleet struct {
 	scraper *pool.Scraper
 	sub     *kvevents.Subscriber // nil when no endpoint publishes events
 
-	mu     sync.Mutex // guards closed
+	rr     atomic.Uint64 // round robin over /tokenize servers
+	mu     sync.Mutex    // guards closed
 	closed bool
 }
 
@@ -269,22 +271,33 @@ func (f *Fleet) build(cfg Config, eps []Endpoint) error {
 
 var scrapeClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}}
 
-// remote tokenizes on a fresh endpoint of the pool.
+// remote tokenizes on the pool's endpoints that serve the model, round robin
+// over the fresh ones (any one if none is fresh).
 func (f *Fleet) remote() *router.Remote {
 	return &router.Remote{Base: func(model string) (string, bool) {
-		var best *pool.Endpoint
-		for _, e := range f.Pool.Snapshot().Endpoints() {
-			if !e.ServesModel(model) && len(e.Models) > 0 {
-				continue
-			}
-			if best == nil || (best.Stale() && !e.Stale()) {
-				best = e
-			}
-		}
-		if best == nil {
+		eps := f.Pool.Snapshot().Endpoints()
+		n := len(eps)
+		if n == 0 {
 			return "", false
 		}
-		return "http://" + best.Address, true
+		start := int(f.rr.Add(1) % uint64(n))
+		var any *pool.Endpoint
+		for k := range n {
+			e := eps[(start+k)%n]
+			if len(e.Models) > 0 && !e.ServesModel(model) {
+				continue
+			}
+			if !e.Stale() {
+				return "http://" + e.Address, true
+			}
+			if any == nil {
+				any = e
+			}
+		}
+		if any == nil {
+			return "", false
+		}
+		return "http://" + any.Address, true
 	}}
 }
 

@@ -1,8 +1,13 @@
 package fleet_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/routekit/routekit/examples/internal/fleet"
+	"github.com/routekit/routekit/examples/internal/router"
 )
 
 func TestLoad(t *testing.T) {
@@ -56,4 +62,57 @@ func TestStartRejectsBadConfig(t *testing.T) {
 	assert.ErrorContains(t, err, "model name is required")
 	_, err = fleet.Start(t.Context(), fleet.Config{Model: "m", Endpoints: []fleet.Endpoint{{URL: "ftp://a:1"}}})
 	assert.ErrorContains(t, err, "not an http://host:port URL")
+}
+
+// TestRealEndpointsRemoteTokenizer fronts "real" servers (plain HTTP
+// handlers) without a local tokenizer: prompts are tokenized by the servers'
+// /tokenize, round robin, and the KV index runs in approximate mode.
+func TestRealEndpointsRemoteTokenizer(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	newServer := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/metrics":
+				fmt.Fprint(w, "vllm:num_requests_running{model_name=\"m\"} 0\nvllm:num_requests_waiting{model_name=\"m\"} 0\nvllm:kv_cache_usage_perc{model_name=\"m\"} 0\n")
+			case "/tokenize":
+				mu.Lock()
+				hits[name]++
+				mu.Unlock()
+				var req struct {
+					Prompt   string                     `json:"prompt"`
+					Messages []struct{ Content string } `json:"messages"`
+				}
+				_ = json.NewDecoder(r.Body).Decode(&req)
+				n := len(req.Prompt)
+				for _, m := range req.Messages {
+					n += len(m.Content)
+				}
+				toks := make([]int, n)
+				_ = json.NewEncoder(w).Encode(map[string]any{"tokens": toks, "count": n})
+			}
+		}))
+	}
+	a, b := newServer("a"), newServer("b")
+	defer a.Close()
+	defer b.Close()
+	f, err := fleet.Start(t.Context(), fleet.Config{Model: "m", Endpoints: []fleet.Endpoint{{ID: "a", URL: a.URL}, {ID: "b", URL: b.URL}}})
+	require.NoError(t, err)
+	defer f.Close()
+	assert.Nil(t, f.Sim)
+	assert.Nil(t, f.Subscriber(), "no KV events configured")
+	for _, e := range f.Pool.Snapshot().Endpoints() {
+		assert.False(t, e.Stale(), "scraped once by Start: %v", e.Status().Err)
+	}
+	rt, _, _, err := f.Router(router.Policy{})
+	require.NoError(t, err)
+	for i := range 4 {
+		fl, err := rt.Route(t.Context(), &router.Input{API: router.ChatCompletions,
+			Body: fmt.Appendf(nil, `{"model":"m","messages":[{"role":"user","content":"%064d"}]}`, i)})
+		require.NoError(t, err)
+		assert.Equal(t, 64, fl.Request.PromptLen(), "tokens came from /tokenize")
+		assert.Len(t, fl.Request.BlockKeys, 4)
+		fl.End(router.Outcome{Status: 200})
+	}
+	assert.Equal(t, map[string]int{"a": 2, "b": 2}, hits, "tokenize requests are spread")
 }
