@@ -375,3 +375,46 @@ func TestRunRestartAndChurn(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 }
+
+// TestCancelMidScrapeHTTP1 cancels Run and Scrape while scrapes through the
+// own HTTP/1.1 client are mid-exchange (dialing, waiting for headers, reading
+// the body, or closing a Connection: close response), many times over. It is
+// the regression test of a crash where the cancellation hook used a
+// connection that had just been closed and replaced.
+func TestCancelMidScrapeHTTP1(t *testing.T) {
+	body := string(golden(t))
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		if i%3 == 0 {
+			w.Header().Set("Connection", "close")
+		}
+		time.Sleep(time.Duration(i%4) * time.Millisecond)
+		_, _ = io.WriteString(w, body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		time.Sleep(time.Duration(i%3) * time.Millisecond)
+		_, _ = io.WriteString(w, body[len(body)/2:])
+	}))
+	defer srv.Close()
+	p := pool.New()
+	for i := range 8 {
+		storeEP(t, p, fmt.Sprint("e", i), hostPort(srv))
+	}
+	s, err := pool.NewScraper(p, pool.WithInterval(time.Millisecond))
+	require.NoError(t, err)
+	for i := range 30 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+i%7)*time.Millisecond)
+		if i%2 == 0 {
+			_ = s.Run(ctx)
+		} else {
+			s.Scrape(ctx)
+		}
+		cancel()
+	}
+	s.Scrape(context.Background())
+	for _, e := range p.Snapshot().Endpoints() {
+		require.NoError(t, e.Status().Err)
+		assert.Equal(t, 7, e.Metrics().Running)
+	}
+	s.CloseIdleConnections()
+}
