@@ -227,6 +227,23 @@ func BenchmarkLookupParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkLearn measures the speculative insert a scheduler makes after each
+// routing decision: Learn of an 8k-token prompt's 512 keys for the chosen
+// endpoint, which already holds the first half (1M-block index).
+//
+//	go test -run '^$' -bench Learn -benchtime 1s ./kvcache/
+func BenchmarkLearn(b *testing.B) {
+	x, _ := kvcache.New(nil)
+	f := loadFleet(x, 1_000_000, 8)
+	keys := f.prompt[:512]
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		_ = x.Learn(f.eps[2], keys)
+	}
+	cpu.stop(b)
+}
+
 // BenchmarkWrite measures block operations per second on one goroutine: 64
 // endpoints each store and later remove 16-block batches (one event's worth)
 // against an index of about 1M blocks, alone and with 4 goroutines looking up

@@ -183,7 +183,7 @@ func WithCapacity(entries int) Option { return optionFunc(func(c *config) { c.ca
 
 // WithLearnedTTL sets how long a learned entry lives (default DefaultLearnedTTL:
 // speculative entries that bridge the gap between a routing decision and the
-// server's KV events). Zero means learned entries never expire and are bounded
+// server's KV events), rounded up to a sixteenth of the TTL. Zero means learned entries never expire and are bounded
 // only by their per-endpoint capacity: the approximate mode, for fleets that
 // publish no KV events.
 func WithLearnedTTL(d time.Duration) Option { return optionFunc(func(c *config) { c.learnedTTL = d }) }
@@ -615,13 +615,23 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 	x.expireLocked(l, now)
 	x.warm(keys)
 	// Tail first: the learned capacity then drops a prefix's tail before its head.
+	// With a TTL, deadlines are rounded up to a sixteenth of it, so that a
+	// prefix learned again within that time (a popular system prompt, a chat
+	// turn after turn) costs a map lookup and a lock-free read per block.
+	ttl := int64(x.cfg.learnedTTL)
+	var deadline int64
+	if ttl > 0 {
+		g := max(ttl/16, int64(time.Millisecond))
+		deadline = (now + ttl + g - 1) / g * g
+	}
 	for i := len(keys) - 1; i >= 0; i-- {
 		k := fixKey(keys[i])
 		// The deadline also identifies the newest reference of a key in l.lq;
 		// without a TTL a per-location counter stands in for it.
-		var deadline int64
-		if x.cfg.learnedTTL > 0 {
-			deadline = now + int64(x.cfg.learnedTTL)
+		if ttl > 0 {
+			if d, ok := l.learned[k]; ok && d == deadline && x.tiersOf(l, k)&bitRef != 0 {
+				continue // learned and touched already
+			}
 		} else {
 			l.lseq++
 			deadline = l.lseq
