@@ -42,6 +42,7 @@ type Engine struct {
 	out     StepOutput      // reused
 	keys    []uint64        // arena for event keys, reset per step
 	hitIDs  []int32         // blocks found by the last prefixHit
+	carry   bool            // out.Events hold events of a Schedule that ran nothing
 	stats   Counters
 }
 
@@ -458,8 +459,10 @@ func (e *Engine) Schedule(now time.Duration) (d time.Duration, ok bool) {
 		return 0, false
 	}
 	e.out.Tokens = e.out.Tokens[:0]
-	e.out.Events = e.out.Events[:0]
-	e.keys = e.keys[:0]
+	if !e.carry {
+		e.out.Events = e.out.Events[:0]
+		e.keys = e.keys[:0]
+	}
 	e.stepped = e.stepped[:0]
 	e.expireLeases(now)
 	e.promoteRemote(now)
@@ -524,8 +527,12 @@ func (e *Engine) Schedule(now time.Duration) (d time.Duration, ok bool) {
 		prefill += n
 	}
 	if len(e.stepped) == 0 {
+		// Keep events of a step that ran nothing (a remote transfer landed
+		// but its sequence could not be scheduled) for the next one.
+		e.carry = len(e.out.Events) > 0
 		return 0, false
 	}
+	e.carry = false
 	e.inStep = true
 	e.stats.Steps++
 	e.out.Start = now
