@@ -29,11 +29,13 @@
 // engine hashes to its own xxh3 keys, see package prefix); they serve the
 // vLLM stand-in (internal/vllmsim) and debugging tools. It implements neither
 // the pre-v0.10.2 algorithms ("builtin", "sha256_cbor_64bit") nor the
-// unmerged "*_msgpack" ones. Pickle memoizes by object identity: when the
-// same Python str object occurs twice in one block's extra keys, CPython
-// writes a back-reference that this package, which sees only values, cannot
-// know about; vLLM's own key generation does not produce that case for LoRA
-// names, salts or distinct multimodal items. A server that runs without
+// unmerged "*_msgpack" ones. Pickle memoizes by object identity: a str or
+// bytes object seen twice in one block tuple is written the second time as
+// a back-reference. This package reproduces that for the objects CPython
+// shares by construction (empty and one-Latin-1-character str, empty and
+// one-byte bytes); it cannot know whether two longer equal strings are one
+// object, and writes them twice, which is what vLLM produces for LoRA names,
+// salts and multimodal identifiers parsed from a request. A server that runs without
 // PYTHONHASHSEED uses a random NONE_HASH that cannot be reproduced. vLLM's
 // hash_block_size (hashing at a finer granularity than the physical block)
 // is the caller's concern: hash at that granularity.

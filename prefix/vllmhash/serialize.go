@@ -20,24 +20,29 @@ func appendPickleBlock(dst []byte, parent Digest, tokens []uint32, extra []Key) 
 			p.int(int64(t))
 			p.boundary()
 		}
-		p.op(opTuple1+byte(len(tokens)-1), opMemoize)
+		p.op(opTuple1 + byte(len(tokens)-1))
+		p.memoize()
 	default:
 		p.op(opMark)
 		for _, t := range tokens {
 			p.int(int64(t))
 			p.boundary()
 		}
-		p.op(opTuple, opMemoize)
+		p.op(opTuple)
+		p.memoize()
 	}
 	p.boundary()
 	p.keys(extra)
 	p.boundary()
-	p.op(opTuple3, opMemoize)
+	p.op(opTuple3)
+	p.memoize()
 	p.boundary()
 	return p.finish()
 }
 
 const (
+	opBinGet         = 'h'
+	opLongBinGet     = 'j'
 	opProto          = 0x80
 	opFrame          = 0x95
 	opStop           = '.'
@@ -72,6 +77,19 @@ const (
 type pickler struct {
 	buf        []byte
 	frameStart int // index of the reserved frame header, or -1
+	memoLen    int // objects memoized so far (the next memo index)
+	// singles remembers where CPython's singleton objects (the empty and
+	// one-character Latin-1 str, the empty and one-byte bytes) were
+	// memoized: the same object again is written as a memo reference.
+	singles  [8]single
+	nsingles int
+	more     []single // beyond 8, rare
+}
+
+type single struct {
+	kind keyKind
+	val  string
+	idx  int
 }
 
 func newPickler(dst []byte) pickler {
@@ -118,6 +136,57 @@ func (p *pickler) finish() []byte {
 	return p.buf
 }
 
+func (p *pickler) memoize() {
+	p.op(opMemoize)
+	p.memoLen++
+}
+
+// isSingleton reports whether CPython returns one shared object for every
+// str or bytes equal to v: empty, or one Latin-1 character or byte.
+func isSingleton(kind keyKind, v string) bool {
+	if kind == kindBytes {
+		return len(v) <= 1
+	}
+	if len(v) == 0 || len(v) == 1 {
+		return true // ASCII
+	}
+	return len(v) == 2 && (v[0] == 0xc2 || v[0] == 0xc3) // U+0080..U+00FF in UTF-8
+}
+
+// memoRef writes a reference to an already memoized singleton equal to v
+// and reports whether there was one; otherwise it records that the object
+// about to be saved will get the next memo index.
+func (p *pickler) memoRef(kind keyKind, v string) bool {
+	if !isSingleton(kind, v) {
+		return false
+	}
+	n := p.nsingles + len(p.more)
+	for i := range n {
+		var e *single
+		if i < p.nsingles {
+			e = &p.singles[i]
+		} else {
+			e = &p.more[i-p.nsingles]
+		}
+		if e.kind == kind && e.val == v {
+			p.reserve()
+			if e.idx < 256 {
+				p.buf = append(p.buf, opBinGet, byte(e.idx))
+			} else {
+				p.buf = binary.LittleEndian.AppendUint32(append(p.buf, opLongBinGet), uint32(e.idx))
+			}
+			return true
+		}
+	}
+	if p.nsingles < len(p.singles) {
+		p.singles[p.nsingles] = single{kind, v, p.memoLen}
+		p.nsingles++
+	} else {
+		p.more = append(p.more, single{kind, v, p.memoLen})
+	}
+	return false
+}
+
 func (p *pickler) int(v int64) {
 	p.reserve()
 	switch {
@@ -148,6 +217,9 @@ func (p *pickler) int(v int64) {
 }
 
 func (p *pickler) str(s string) {
+	if p.memoRef(kindStr, s) {
+		return
+	}
 	p.beginLarge(len(s))
 	switch n := len(s); {
 	case n <= 0xff:
@@ -158,7 +230,7 @@ func (p *pickler) str(s string) {
 		p.buf = binary.LittleEndian.AppendUint64(append(p.buf, opBinUnicode8), uint64(n))
 	}
 	p.buf = append(p.buf, s...)
-	p.op(opMemoize)
+	p.memoize()
 }
 
 // beginLarge starts writing a str or bytes object of n bytes. CPython writes
@@ -173,6 +245,9 @@ func (p *pickler) beginLarge(n int) {
 }
 
 func (p *pickler) bytes(b []byte) {
+	if len(b) <= 1 && p.memoRef(kindBytes, string(b)) {
+		return
+	}
 	p.beginLarge(len(b))
 	switch n := len(b); {
 	case n <= 0xff:
@@ -183,7 +258,7 @@ func (p *pickler) bytes(b []byte) {
 		p.buf = binary.LittleEndian.AppendUint64(append(p.buf, opBinBytes8), uint64(n))
 	}
 	p.buf = append(p.buf, b...)
-	p.op(opMemoize)
+	p.memoize()
 }
 
 // keys saves the extra-keys tuple, or None when ks is nil.
@@ -205,14 +280,16 @@ func (p *pickler) tuple(items []Key) {
 			p.key(k)
 			p.boundary()
 		}
-		p.op(opTuple1+byte(len(items)-1), opMemoize)
+		p.op(opTuple1 + byte(len(items)-1))
+		p.memoize()
 	default:
 		p.op(opMark)
 		for _, k := range items {
 			p.key(k)
 			p.boundary()
 		}
-		p.op(opTuple, opMemoize)
+		p.op(opTuple)
+		p.memoize()
 	}
 }
 
