@@ -111,6 +111,7 @@ func BenchmarkEncodeParallel(b *testing.B) {
 	text := benchText(b, 32<<10)
 	b.SetBytes(int64(len(text)))
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		dst := make([]uint32, 0, len(text))
 		for pb.Next() {
