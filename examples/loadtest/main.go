@@ -32,6 +32,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/routekit/routekit/examples/internal/proxy"
@@ -105,6 +106,7 @@ type result struct {
 	errors                   int64
 	overheadP50, overheadP99 time.Duration // gateway only: routing overhead
 	rate                     int           // open-loop rate used (set on res[0])
+	cpuPerReq                time.Duration // process CPU time (user+system) per request, client and servers included
 }
 
 type listener struct {
@@ -236,14 +238,20 @@ func measure(ctx context.Context, o options) ([]result, error) {
 	}
 	res := make([]result, len(targets3))
 	rps := make([][]float64, len(targets3))
+	cpus := make([][]time.Duration, len(targets3))
 	cl := newClient(o.concurrency)
 	// Closed loops, in rotated order each round (the machine's noise hits
 	// every target alike); the median round is reported.
 	for round := range o.rounds {
 		for k := range targets3 {
 			i := (k + round) % len(targets3)
+			cpu0 := cpuTime()
 			lat, n, errs, el := closedLoop(ctx, cl, targets3[i].url, bodies, o)
+			cpu := cpuTime() - cpu0
 			rps[i] = append(rps[i], float64(n)/el.Seconds())
+			if n > 0 {
+				cpus[i] = append(cpus[i], cpu/time.Duration(n))
+			}
 			res[i].errors += errs
 			if round == o.rounds/2 {
 				res[i].closedP50, res[i].closedP99 = pct(lat, 0.50), pct(lat, 0.99)
@@ -254,6 +262,10 @@ func measure(ctx context.Context, o options) ([]result, error) {
 		res[i].name = targets3[i].name
 		slices.Sort(rps[i])
 		res[i].rps = rps[i][len(rps[i])/2]
+		if len(cpus[i]) > 0 {
+			slices.Sort(cpus[i])
+			res[i].cpuPerReq = cpus[i][len(cpus[i])/2]
+		}
 	}
 	// Open loop at a rate every target sustains: latency, not backlog.
 	rate := o.rate
@@ -393,17 +405,30 @@ func pct(ds []time.Duration, q float64) time.Duration {
 func report(w io.Writer, o options, res []result) {
 	fmt.Fprintf(w, "GOMAXPROCS=%d, %d backends, prompt %d bytes, closed loop %d workers × %v × %d rounds (median), open loop %d req/s for %v\n\n",
 		runtime.GOMAXPROCS(0), o.backends, o.promptBytes, o.concurrency, o.duration, o.rounds, o.rate, o.latencyDur)
-	fmt.Fprintf(w, "| target | req/s (closed loop) | p50 / p99 closed | p50 / p99 / p99.9 at %d req/s | errors |\n|---|---|---|---|---|\n", o.rate)
+	fmt.Fprintf(w, "| target | req/s (closed loop) | CPU per request (whole process) | p50 / p99 closed | p50 / p99 / p99.9 at %d req/s | errors |\n|---|---|---|---|---|---|\n", o.rate)
 	for _, r := range res {
-		fmt.Fprintf(w, "| %s | %.0f | %v / %v | %v / %v / %v | %d |\n", r.name, r.rps, rd(r.closedP50), rd(r.closedP99), rd(r.p50), rd(r.p99), rd(r.p999), r.errors)
+		fmt.Fprintf(w, "| %s | %.0f | %v | %v / %v | %v / %v / %v | %d |\n", r.name, r.rps, rd(r.cpuPerReq), rd(r.closedP50), rd(r.closedP99), rd(r.p50), rd(r.p99), rd(r.p999), r.errors)
 	}
 	if len(res) == 3 {
 		b, g := res[1], res[2]
 		fmt.Fprintf(w, "\nadded by the gateway vs the bare proxy at %d req/s: p50 %+v, p99 %+v; throughput %.0f%% of the bare proxy\n",
 			o.rate, rd(g.p50-b.p50), rd(g.p99-b.p99), 100*g.rps/b.rps)
+		if g.cpuPerReq > 0 && b.cpuPerReq > 0 {
+			fmt.Fprintf(w, "CPU added per request by the gateway vs the bare proxy: %v; the gateway's own share (its CPU minus the direct run's client and backend CPU) is %v, i.e. %.0f req/s per dedicated core\n",
+				rd(g.cpuPerReq-b.cpuPerReq), rd(g.cpuPerReq-res[0].cpuPerReq), float64(time.Second)/float64(g.cpuPerReq-res[0].cpuPerReq))
+		}
 		fmt.Fprintf(w, "router overhead per request (parse, tokenize, hash, index, schedule, dispatch; histogram bucket bounds over all gateway requests): p50 ≤ %v, p99 ≤ %v\n",
 			g.overheadP50, g.overheadP99)
 	}
+}
+
+// cpuTime returns the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // loadavg returns the 1-minute load average, or "?" where /proc has none.
