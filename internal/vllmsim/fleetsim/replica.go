@@ -100,6 +100,10 @@ func (r *Replica) PrefixMatch(keys []uint64) int { return r.eng.CachedPrefix(key
 // Cached reports whether the replica's prefix cache holds the block key.
 func (r *Replica) Cached(key uint64) bool { return r.eng.Cached(key) }
 
+// RangeCached calls f with each block key in the replica's prefix cache
+// (in no particular order) until f returns false.
+func (r *Replica) RangeCached(f func(key uint64) bool) { r.eng.RangeCached(f) }
+
 // NumCachedBlocks returns the number of distinct blocks in the replica's
 // prefix cache.
 func (r *Replica) NumCachedBlocks() int { return r.eng.NumCachedBlocks() }
