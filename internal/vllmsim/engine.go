@@ -163,8 +163,9 @@ func (f FinishReason) String() string {
 	return ""
 }
 
-// Seq is the engine's state for one added request. Its accessors may be
-// read by the engine's caller between engine calls.
+// Seq is the engine's state for one added request. Like the Engine it is
+// not safe for concurrent use: read it between engine calls, under the
+// same lock as the Engine.
 type Seq struct {
 	Req *Request
 

@@ -32,7 +32,8 @@ type ReplicaSpec struct {
 	Options []ServerOption
 }
 
-// Replica is one running server of a Fleet.
+// Replica is one running server of a Fleet. Its fields are read-only; its
+// methods are safe for concurrent use.
 type Replica struct {
 	*Server
 	// URL is the base URL, e.g. "http://127.0.0.1:41234".

@@ -108,7 +108,8 @@ func (r *Replica) RangeCached(f func(key uint64) bool) { r.eng.RangeCached(f) }
 // prefix cache.
 func (r *Replica) NumCachedBlocks() int { return r.eng.NumCachedBlocks() }
 
-// Control lets an OnTick hook observe and resize the fleet.
+// Control lets an OnTick hook observe and resize the fleet. It is valid
+// only during the hook call, on the simulator's goroutine.
 type Control struct {
 	sim *Sim
 }

@@ -60,7 +60,8 @@ type RouterFunc func(req *Request, st *State) *Replica
 // Route calls f.
 func (f RouterFunc) Route(req *Request, st *State) *Replica { return f(req, st) }
 
-// State is the fleet as a router sees it at one instant.
+// State is the fleet as a router sees it at one instant; it is valid only
+// during the Route call and is not safe for concurrent use.
 type State struct {
 	// Now is the current virtual time.
 	Now time.Duration

@@ -115,7 +115,8 @@ type SharedPrefix struct {
 	Seed        uint64
 }
 
-// Workload returns the workload's generator. Each call starts afresh.
+// Workload returns the workload's generator. Each call starts afresh; a
+// generator belongs to one Sim and is not safe for concurrent use.
 func (sp SharedPrefix) Workload() Workload {
 	g := &sharedPrefixGen{sp: sp, rng: rand.New(rand.NewPCG(sp.Seed, sp.Seed^0x2545f4914f6cdd1d))}
 	g.clock = arrivalClock{a: sp.Arrivals, rng: g.rng}
