@@ -25,11 +25,18 @@ import (
 // serverEnv makes the test binary serve n fake vLLM endpoints instead of
 // running tests: the scrape benchmarks put the servers in a child process so
 // that getrusage of the benchmark process counts the scraper's CPU only.
-const serverEnv = "ROUTEKIT_POOL_BENCH_SERVERS"
+const (
+	serverEnv  = "ROUTEKIT_POOL_BENCH_SERVERS"
+	enginesEnv = "ROUTEKIT_POOL_BENCH_ENGINES" // engines per page, default 2
+)
 
 func TestMain(m *testing.M) {
 	if n, err := strconv.Atoi(os.Getenv(serverEnv)); err == nil {
-		serveFleet(n)
+		engines, err := strconv.Atoi(os.Getenv(enginesEnv))
+		if err != nil {
+			engines = 2
+		}
+		serveFleet(n, engines)
 		return
 	}
 	os.Exit(m.Run())
@@ -39,8 +46,8 @@ func TestMain(m *testing.M) {
 // a two-engine vLLM page until stdin closes. Like uvicorn, it writes each
 // response with one write call; it gzips the body when asked, as
 // prometheus_client does.
-func serveFleet(n int) {
-	page := bigPage(nil, 2)
+func serveFleet(n, engines int) {
+	page := bigPage(nil, engines)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	_, _ = zw.Write(page)
@@ -95,11 +102,11 @@ func serveFleet(n int) {
 }
 
 // startFleet starts the child process and returns its n addresses.
-func startFleet(b *testing.B, n int) []string {
+func startFleet(b *testing.B, n, engines int) []string {
 	exe, err := os.Executable()
 	require.NoError(b, err)
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), serverEnv+"="+strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), serverEnv+"="+strconv.Itoa(n), enginesEnv+"="+strconv.Itoa(engines))
 	stdin, err := cmd.StdinPipe()
 	require.NoError(b, err)
 	stdout, err := cmd.StdoutPipe()
@@ -159,7 +166,7 @@ func BenchmarkParseMetrics(b *testing.B) {
 // endpoint, the default HTTP client (which asks for gzip), and expfmt.
 func BenchmarkScrapeRound(b *testing.B) {
 	for _, n := range []int{10, 100} {
-		addrs := startFleet(b, n)
+		addrs := startFleet(b, n, 2)
 		b.Run(fmt.Sprintf("endpoints=%d/routekit", n), func(b *testing.B) {
 			p := pool.New()
 			for i, a := range addrs {
@@ -220,11 +227,18 @@ func reportCPU(b *testing.B, round func()) {
 }
 
 // BenchmarkRun runs the scraper as deployed, Run at a 50 ms interval against
-// 100 endpoints, for a fixed 40 ticks per iteration, and reports the CPU it
+// 100 endpoints serving 1-engine (146 series, 18 KB) or 2-engine (289 series,
+// 31 KB) pages, for a fixed 40 ticks per iteration, and reports the CPU it
 // used as a share of one core.
 func BenchmarkRun(b *testing.B) {
+	for _, engines := range []int{1, 2} {
+		b.Run(fmt.Sprintf("endpoints=100/engines=%d", engines), func(b *testing.B) { benchRun(b, engines) })
+	}
+}
+
+func benchRun(b *testing.B, engines int) {
 	const n, ticks = 100, 40
-	addrs := startFleet(b, n)
+	addrs := startFleet(b, n, engines)
 	p := pool.New()
 	for i, a := range addrs {
 		require.NoError(b, p.Store(pool.Endpoint{ID: fmt.Sprint("ep-", i), Address: a}))
