@@ -200,9 +200,7 @@ func WithLearnedCapacity(n int) Option { return optionFunc(func(c *config) { c.l
 // chain, which is what vLLM's prefix cache guarantees (a block is used only
 // with its prefix, and freed tail first). Where that does not hold (say a hole
 // left by WithCapacity eviction), a match may count up to stride-1 blocks the
-// endpoint lacks. Endpoints matching through a shared storage are always
-// walked block by block. It cuts the cost of long prompts by up to the
-// stride. The default is DefaultJumpStride; 0 walks every block, exactly
+// endpoint lacks. It cuts the cost of long prompts by up to the stride. The default is DefaultJumpStride; 0 walks every block, exactly
 // whatever the holdings.
 func WithJumpSearch(stride int) Option { return optionFunc(func(c *config) { c.jump = stride }) }
 

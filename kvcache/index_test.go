@@ -514,7 +514,7 @@ func TestZeroAllocLookup(t *testing.T) {
 // gives exactly the block-by-block result.
 func TestJumpSearchMatchesExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
-	for round := 0; round < 40; round++ {
+	for round := 0; round < 120; round++ {
 		exact := newIndex(t, WithJumpSearch(0))
 		stride := 2 + rng.IntN(70)
 		jump := newIndex(t, WithJumpSearch(stride))
@@ -525,6 +525,19 @@ func TestJumpSearchMatchesExact(t *testing.T) {
 			keys[i] = rng.Uint64()
 		}
 		eps := []string{"a", "b", "c", "d", "e"}
+		if rng.IntN(2) == 0 {
+			// A shared storage for some endpoints, holding a prefix too.
+			for _, ep := range eps[:2] {
+				for _, x := range []*Index{exact, jump} {
+					require.NoError(t, x.Attach(ep, "store"))
+				}
+			}
+			m := rng.IntN(n + 1)
+			for _, x := range []*Index{exact, jump} {
+				require.NoError(t, x.Add("a", TierShared, keys[:m]))
+			}
+			log = append(log, fmt.Sprintf("store [0,%d)", m))
+		}
 		for _, ep := range eps[:1+rng.IntN(len(eps))] {
 			// Each tier holds a prefix of the chain (vLLM evicts tail first).
 			for _, tier := range []Tier{TierGPU, TierCPU, TierDisk} {

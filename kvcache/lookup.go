@@ -212,30 +212,59 @@ func (sc *lookupScratch) holders(x *Index, k uint64) ([]uint32, bool) {
 
 // check reports whether every live candidate holds block k (at position b)
 // in the tier of its current run, without changing any state but the check
-// stamps. last is the last block walked: live candidates were seen there. Candidates served by a shared storage never pass: they make the walk
+// stamps. last is the last block walked: live candidates were seen there.
+// A candidate whose run is in its shared storage passes when the storage
+// holds the block and the candidate does not hold it in a better tier. Candidates served by a shared storage never pass: they make the walk
 // go block by block.
 func (sc *lookupScratch) check(x *Index, k uint64, b, last int32) bool {
 	hs, ok := sc.holders(x, k)
 	if !ok {
 		return false
 	}
-	candOf, cands, gen := sc.candOf, sc.cands, sc.gen<<32
+	candOf, cands, stamp, gen := sc.candOf, sc.cands, sc.stamp, sc.gen<<32
 	nlocs := uint32(len(candOf))
 	n := 0
+	storageHit := false
 	for _, h := range hs {
 		if h == 0 || holderLoc(h) >= nlocs {
 			continue
 		}
 		ci := candOf[holderLoc(h)]
 		if ci&^(1<<32-1) != gen {
+			if holderTiers(h)&(1<<TierShared) != 0 {
+				stamp[holderLoc(h)] = gen | uint64(uint32(b))
+				storageHit = true
+			}
 			continue
 		}
 		c := &cands[uint32(ci)]
-		if c.seenAt != last || c.ckAt == b || c.runTier != uint8(bits.TrailingZeros8(holderTiers(h))) {
-			continue // dead, counted already, or changing tier
+		if c.seenAt != last || c.ckAt == b {
+			continue // dead, or counted already
+		}
+		if c.runTier != uint8(bits.TrailingZeros8(holderTiers(h))) {
+			c.ckAt = -2 - b // seen in another tier: it changes tier here
+			continue
 		}
 		c.ckAt = b
 		n++
+	}
+	if storageHit {
+		// Candidates whose shared storage holds the block: it continues a run
+		// in TierShared, or it beats a run in a worse tier (learned).
+		for _, ci := range sc.alive {
+			c := &cands[ci]
+			if c.storage == 0 || stamp[c.storage] != gen|uint64(uint32(b)) {
+				continue
+			}
+			switch {
+			case c.ckAt == b && c.runTier > uint8(TierShared):
+				c.ckAt = -2 - b
+				n--
+			case c.runTier == uint8(TierShared) && c.ckAt != b && c.ckAt != -2-b:
+				c.ckAt = b
+				n++
+			}
+		}
 	}
 	return n == len(sc.alive)
 }
