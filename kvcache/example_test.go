@@ -7,6 +7,9 @@ import (
 	"github.com/routekit/routekit/prefix"
 )
 
+// prefix.Hasher is the Keyer the index is meant to be used with.
+var _ kvcache.Keyer = (*prefix.Hasher)(nil)
+
 func Example() {
 	hasher, err := prefix.NewHasher("meta-llama/Llama-3.1-8B-Instruct", prefix.WithBlockSize(4))
 	if err != nil {
