@@ -1,7 +1,6 @@
 package kvevents_test
 
 import (
-	"encoding/hex"
 	"runtime"
 	"testing"
 
@@ -302,4 +301,3 @@ func TestKVCacheIndexAdapter(t *testing.T) {
 	assert.Equal(t, kvcache.TierShared, kvevents.MediumTier(kvevents.Some("STORAGE")))
 }
 
-var _ = hex.EncodeToString
