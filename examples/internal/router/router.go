@@ -188,7 +188,7 @@ func (r *Router) Route(ctx context.Context, in *Input) (*Flight, error) {
 	}
 	f.Decision = d
 	f.Fallbacks = d.Fallbacks
-	f.dispatch(d.Endpoint, d.UncachedTokens)
+	f.dispatch(d.Endpoint, d.Results[0].Prefix.Blocks)
 	permit.Done()
 	f.routed = r.clock()
 	r.metrics.decided(f)
@@ -314,12 +314,16 @@ type Flight struct {
 	ended   bool
 }
 
-// dispatch records the request as sent to ep.
-func (f *Flight) dispatch(ep *pool.Endpoint, uncached int) {
+// dispatch records the request as sent to ep, which holds the first matched
+// blocks of its prompt: in-flight accounting for the uncached rest, and
+// speculative index entries for the blocks ep does not hold yet. (Learning
+// only the new blocks keeps speculation cheap for a hot prefix; the blocks
+// ep already holds are in the index.)
+func (f *Flight) dispatch(ep *pool.Endpoint, matched int) {
 	f.Endpoint = ep
-	f.flight = ep.Dispatch(uncached)
-	if f.r.index != nil && len(f.Request.BlockKeys) > 0 {
-		_ = f.r.index.Learn(ep.ID, f.Request.BlockKeys) // an unknown-endpoint error only means no speculation
+	f.flight = ep.Dispatch(f.Request.UncachedTokens(matched))
+	if keys := f.Request.BlockKeys; f.r.index != nil && matched < len(keys) {
+		_ = f.r.index.Learn(ep.ID, keys[matched:]) // an unknown-endpoint error only means no speculation
 	}
 }
 
@@ -339,17 +343,17 @@ func (f *Flight) Destinations() string {
 	return string(b)
 }
 
-// uncachedOn returns the request's uncached tokens on ep, from the
-// decision's prefix matches.
-func (f *Flight) uncachedOn(ep *pool.Endpoint) int {
+// matchedOn returns the prompt blocks ep holds, from the decision's prefix
+// matches.
+func (f *Flight) matchedOn(ep *pool.Endpoint) int {
 	if f.Decision != nil && len(f.Decision.Results) > 0 {
 		for _, c := range f.Decision.Results[0].Candidates() {
 			if c.Endpoint == ep {
-				return f.Request.UncachedTokens(c.Prefix.Blocks)
+				return c.Prefix.Blocks
 			}
 		}
 	}
-	return f.Request.PromptLen()
+	return 0
 }
 
 // Retry moves the request to the next fallback after the current endpoint
@@ -362,7 +366,7 @@ func (f *Flight) Retry() (*pool.Endpoint, bool) {
 	next := f.Fallbacks[0]
 	f.Fallbacks = f.Fallbacks[1:]
 	f.flight.End()
-	f.dispatch(next, f.uncachedOn(next))
+	f.dispatch(next, f.matchedOn(next))
 	f.retries++
 	f.r.metrics.retried(next.ID)
 	return next, true
@@ -378,7 +382,7 @@ func (f *Flight) Served(addr string) {
 	for i, e := range f.Fallbacks {
 		if e.Address == addr {
 			f.flight.End()
-			f.dispatch(e, f.uncachedOn(e))
+			f.dispatch(e, f.matchedOn(e))
 			f.Fallbacks = f.Fallbacks[i+1:]
 			f.retries++
 			f.r.metrics.retried(e.ID)
