@@ -300,4 +300,3 @@ func TestKVCacheIndexAdapter(t *testing.T) {
 	assert.Equal(t, kvcache.TierGPU, kvevents.MediumTier(kvevents.Null[string]{}))
 	assert.Equal(t, kvcache.TierShared, kvevents.MediumTier(kvevents.Some("STORAGE")))
 }
-

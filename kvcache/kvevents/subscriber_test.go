@@ -416,7 +416,6 @@ func freeEndpoint(t testing.TB) string {
 // futureEvent is a batch holding one event of a type vLLM may add later.
 var futureEvent = []byte("\x93\xcb\x41\xda\x55\x6e\x40\x20\x00\x00\x91\x82\xa4type\xabFutureEvent\xa1x\x01\x00")
 
-
 // TestBindDataParallelRanks: engines of rank r connect to the bind port + r
 // (vLLM offsets the port it connects to); the subscriber binds one socket
 // per rank and keys the sources by topic and rank. It also checks the lag
