@@ -92,3 +92,35 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// TestGoldenRegexFallback runs DeepSeek-V3's goldens with every split regex executed by the
+// regexp2 fallback instead of the hand-written scanners: the path any file with an unknown
+// pattern takes. (DeepSeek's patterns have no (?i:…), where regexp2 v1 differs from Oniguruma on
+// ſ; see TestScannersMatchRegex.)
+func TestGoldenRegexFallback(t *testing.T) {
+	base := fixture(t, "deepseek-v3")
+	tok := base.clone(0)
+	tok.pre = append([]preStep(nil), base.pre...)
+	n := 0
+	for i := range tok.pre {
+		if tok.pre[i].pattern != "" {
+			re, err := compileRegex(tok.pre[i].pattern)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok.pre[i].re, tok.pre[i].find = re, nil
+			n++
+		}
+	}
+	assert.Equal(t, 3, n, "DeepSeek-V3 has three split regexes")
+	var g golden
+	readGzipJSON(t, filepath.Join("testdata", "golden", "deepseek-v3.json.gz"), &g)
+	bad := 0
+	for i, s := range goldenCorpus(t) {
+		if got := tok.Encode(s); !equalIDs(got, g.IDs[i]) {
+			if bad++; bad <= 5 {
+				t.Errorf("Encode #%d %q:\n got  %v\n want %v", i, clip(s), got, g.IDs[i])
+			}
+		}
+	}
+}
