@@ -340,7 +340,11 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		if err := plot(f, fmt.Sprintf("%s: TTFT p90 vs request rate", wl), s.rates, outs); err != nil {
+		xlabel := "arrival rate (requests/s)"
+		if wl == "chat" {
+			xlabel = "conversation starts/s"
+		}
+		if err := plot(f, fmt.Sprintf("%s: TTFT p90 vs arrival rate, %d replicas", wl, s.replicas), xlabel, s.rates, outs); err != nil {
 			log.Fatal(err)
 		}
 		if err := f.Close(); err != nil {

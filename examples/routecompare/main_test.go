@@ -64,7 +64,7 @@ func TestRouteCompareSmall(t *testing.T) {
 	for _, p := range policyNames {
 		assert.Contains(t, tab.String(), "| "+p+" |")
 	}
-	require.NoError(t, plot(&svg, "shared", s.rates, outs))
+	require.NoError(t, plot(&svg, "shared", "requests/s", s.rates, outs))
 	assert.True(t, strings.HasPrefix(svg.String(), "<svg"))
 	assert.Equal(t, len(policyNames), strings.Count(svg.String(), "<polyline"))
 }

@@ -10,9 +10,9 @@ import (
 
 var colors = []string{"#9e9e9e", "#795548", "#ff9800", "#2196f3", "#4caf50", "#e91e63", "#000000"}
 
-// plot writes an SVG line chart of TTFT p90 (log scale) against arrival rate,
-// one line per policy.
-func plot(w io.Writer, title string, rates []float64, outs []*outcome) error {
+// plot writes an SVG line chart of TTFT p90 (log scale) against arrival rate
+// (axis label xlabel), one line per policy.
+func plot(w io.Writer, title, xlabel string, rates []float64, outs []*outcome) error {
 	const (
 		width, height          = 760.0, 460.0
 		left, right, top, bott = 70.0, 170.0, 40.0, 50.0
@@ -55,7 +55,7 @@ func plot(w io.Writer, title string, rates []float64, outs []*outcome) error {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%g</text>`+"\n", x(r), top+ph+18, r)
 	}
 	fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#333"/>`+"\n", left, top, pw, ph)
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">arrival rate (req/s)</text>`+"\n", left+pw/2, height-12)
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", left+pw/2, height-12, html.EscapeString(xlabel))
 	fmt.Fprintf(&b, `<text transform="translate(16 %.1f) rotate(-90)" text-anchor="middle">TTFT p90 (log)</text>`+"\n", top+ph/2)
 	// Lines and legend.
 	for i, o := range outs {
