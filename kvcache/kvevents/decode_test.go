@@ -2,6 +2,7 @@ package kvevents_test
 
 import (
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -272,6 +273,9 @@ func TestKVCacheIndexAdapter(t *testing.T) {
 		})},
 		{name: "multimodal", skipped: true, event: stored(func(e *kvevents.Event) {
 			e.ExtraKeys = hx(t, "92 91 92 a3 696d67 04 c0")
+		})},
+		{name: "multimodal, pre-0.19 bare identifier", skipped: true, event: stored(func(e *kvevents.Event) {
+			e.ExtraKeys = append(append(hx(t, "92 91 d9 40"), []byte(strings.Repeat("ab", 32))...), 0xc0)
 		})},
 		{name: "lora id only", skipped: true, event: stored(func(e *kvevents.Event) { e.LoRAID = kvevents.Some(int64(1)) })},
 	}

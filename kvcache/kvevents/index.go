@@ -179,9 +179,14 @@ func scanExtraKeys(raw []byte, lora string, first bool) (salt string, mm bool, e
 				if err != nil {
 					return "", false, err
 				}
-				if !seenLoRA && lora != "" && string(s) == lora {
+				switch {
+				case !seenLoRA && lora != "" && string(s) == lora:
 					seenLoRA = true
-				} else if blk == 0 && first && salt == "" {
+				case isHexDigest(s):
+					// A bare multimodal content hash: vLLM before ≈0.19 sent
+					// the identifier without its offset.
+					mm = true
+				case blk == 0 && first && salt == "":
 					salt = string(s)
 				}
 			case c&0xf0 == 0x90 || c == 0xdc || c == 0xdd:
@@ -197,6 +202,20 @@ func scanExtraKeys(raw []byte, lora string, first bool) (salt string, mm bool, e
 		}
 	}
 	return salt, mm, nil
+}
+
+// isHexDigest reports whether s looks like a multimodal content hash: 64
+// lowercase hex digits.
+func isHexDigest(s []byte) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeExtraKeys decodes an Event's raw extra_keys into one entry per
