@@ -87,9 +87,10 @@ type entry struct {
 // ErrClosed is returned by Publish after Close.
 var ErrClosed = errors.New("kvpublish: publisher closed")
 
-// New creates the publisher's sockets. In bind mode it binds them now; in
-// connect mode the PUB socket connects in Run. The ROUTER socket is always
-// bound, as in vLLM.
+// New creates the publisher's sockets. In bind mode it binds them now, as
+// net.Listen would; in connect mode the PUB socket connects in Run. The
+// ROUTER socket is always bound, as in vLLM. zmq4 runs its own I/O
+// goroutines for the sockets until Close, which the caller must call.
 func New(cfg Config) (*Publisher, error) {
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = "tcp://*:5557"
