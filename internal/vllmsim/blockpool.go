@@ -13,7 +13,7 @@ type blockPool struct {
 	// cached maps a block key to the physical blocks holding it. Almost
 	// always one block; a duplicate appears when two requests prefill the
 	// same prefix at once (as in vLLM).
-	cached map[uint64]int32
+	cached *keyTable
 	dups   map[uint64][]int32
 	// evicted collects keys of cached blocks evicted by allocate, for
 	// BlockRemoved events; the caller drains it.
@@ -33,7 +33,7 @@ const nilBlock = -1
 func newBlockPool(n int) *blockPool {
 	p := &blockPool{
 		blocks: make([]block, n),
-		cached: make(map[uint64]int32),
+		cached: newKeyTable(n),
 		head:   nilBlock,
 		tail:   nilBlock,
 	}
@@ -74,8 +74,7 @@ func (p *blockPool) unlink(id int32) {
 
 // lookup returns the cached physical block holding key.
 func (p *blockPool) lookup(key uint64) (int32, bool) {
-	id, ok := p.cached[key]
-	return id, ok
+	return p.cached.get(key)
 }
 
 // touch takes a reference on a cached block, removing it from the free
@@ -116,8 +115,8 @@ func (p *blockPool) uncache(id int32) {
 				break
 			}
 		}
-		if p.cached[key] == id && len(d) > 0 {
-			p.cached[key] = d[len(d)-1]
+		if cur, _ := p.cached.get(key); cur == id && len(d) > 0 {
+			p.cached.put(key, d[len(d)-1])
 			d = d[:len(d)-1]
 		}
 		if len(d) == 0 {
@@ -127,8 +126,8 @@ func (p *blockPool) uncache(id int32) {
 		}
 		return
 	}
-	if p.cached[key] == id {
-		delete(p.cached, key)
+	if cur, ok := p.cached.get(key); ok && cur == id {
+		p.cached.del(key)
 	}
 }
 
@@ -139,14 +138,14 @@ func (p *blockPool) cache(id int32, key uint64) {
 		return
 	}
 	b.hashed, b.key = true, key
-	if _, ok := p.cached[key]; ok {
+	if _, ok := p.cached.get(key); ok {
 		if p.dups == nil {
 			p.dups = make(map[uint64][]int32)
 		}
 		p.dups[key] = append(p.dups[key], id)
 		return
 	}
-	p.cached[key] = id
+	p.cached.put(key, id)
 }
 
 // free drops one reference from each block, in reverse order, so that a
@@ -168,7 +167,7 @@ func (p *blockPool) clear() {
 	for i := range p.blocks {
 		p.blocks[i].hashed, p.blocks[i].key = false, 0
 	}
-	clear(p.cached)
+	p.cached.clear()
 	p.dups = nil
 }
 

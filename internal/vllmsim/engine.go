@@ -862,15 +862,11 @@ func (e *Engine) Cached(key uint64) bool {
 }
 
 // NumCachedBlocks returns the number of distinct cached block keys.
-func (e *Engine) NumCachedBlocks() int { return len(e.pool.cached) }
+func (e *Engine) NumCachedBlocks() int { return e.pool.cached.n }
 
 // RangeCached calls f for each cached block key until f returns false.
 func (e *Engine) RangeCached(f func(key uint64) bool) {
-	for k := range e.pool.cached {
-		if !f(k) {
-			return
-		}
-	}
+	e.pool.cached.rangeKeys(f)
 }
 
 // BlockKeys appends to dst the keys of the full blocks of tokens as this

@@ -37,15 +37,18 @@ func checkPool(t *testing.T, e *Engine, live []*Seq) {
 		require.Equal(t, refs[id], p.blocks[id].ref, "block %d", id)
 		require.Equal(t, p.blocks[id].ref == 0, p.blocks[id].inFree, "block %d", id)
 	}
-	for k, id := range p.cached {
+	p.cached.rangeKeys(func(k uint64) bool {
+		id, ok := p.cached.get(k)
+		require.True(t, ok)
 		require.True(t, p.blocks[id].hashed)
 		require.Equal(t, k, p.blocks[id].key)
-	}
+		return true
+	})
 	for k, ids := range p.dups {
 		for _, id := range ids {
 			require.Equal(t, k, p.blocks[id].key)
 		}
-		_, ok := p.cached[k]
+		_, ok := p.cached.get(k)
 		require.True(t, ok, "dup without primary")
 	}
 }
@@ -154,9 +157,10 @@ func TestEngineRandomOperations(t *testing.T) {
 			for k := range index {
 				assert.True(t, e.Cached(k), "event index has %x, cache does not", k)
 			}
-			for k := range e.pool.cached {
+			e.RangeCached(func(k uint64) bool {
 				assert.Contains(t, index, k)
-			}
+				return true
+			})
 		})
 	}
 }
