@@ -68,17 +68,19 @@ const metaspace = "\u2581"
 
 // encodeWord appends the ids of one word.
 func (m *bpe) encodeWord(st *state, dst []uint32, piece string) []uint32 {
+	// The small cache comes first: it is far more cache-friendly than the vocabulary map.
+	if ids, ok := st.cache.get(piece); ok {
+		return append(dst, ids...)
+	}
 	if m.ignoreMerges {
 		v := m.vocab
 		if m.byteLevel {
 			v = m.bytesVocab
 		}
 		if id, ok := v[piece]; ok {
+			st.cache.put(piece, []uint32{id}[:1:1])
 			return append(dst, id)
 		}
-	}
-	if ids, ok := st.cache.get(piece); ok {
-		return append(dst, ids...)
 	}
 	syms := st.syms[:0]
 	raw := "" // set when syms[i] is the token of byte raw[i]
