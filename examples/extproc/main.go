@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -34,7 +35,9 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -42,8 +45,9 @@ func main() {
 // healthServices are the names Envoy and Kubernetes probes ask for.
 var healthServices = []string{"", extprocv3.ExternalProcessor_ServiceDesc.ServiceName, "liveness", "readiness"}
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("extproc", flag.ContinueOnError)
+	fs.SetOutput(stdout)
 	addr := fs.String("addr", "127.0.0.1:9002", "gRPC listen address (ext_proc and health)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9090", "HTTP address for /metrics and /debug/decisions ('' to disable)")
 	fallbacks := fs.Bool("destination-fallbacks", false, "list fallback endpoints after the chosen one in x-gateway-destination-endpoint (for Envoy's override_host policy; ORIGINAL_DST takes one address)")
@@ -58,9 +62,6 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
 	fl, err := fleet.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -83,21 +84,28 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	gs, hs := newGRPCServer(NewServer(rt, *fallbacks))
+	metricsURL := "(off)"
 	if *metricsAddr != "" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("extproc: metrics: %w", err)
+		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", router.MetricsHandler(m))
 		mux.Handle("GET /debug/decisions", router.DecisionsHandler(dlog))
-		hsrv := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
-			if err := hsrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := hsrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Printf("extproc: metrics server: %v", err)
 			}
 		}()
 		defer hsrv.Close()
+		metricsURL = "http://" + mln.Addr().String() + "/metrics"
 	}
-	fmt.Printf("routekit ext_proc endpoint picker on %s (grpc), metrics on http://%s/metrics\n", ln.Addr(), *metricsAddr)
+	fmt.Fprintf(stdout, "routekit ext_proc endpoint picker on %s (grpc), metrics on %s\n", ln.Addr(), metricsURL)
 	for _, e := range fl.Pool.Snapshot().Endpoints() {
-		fmt.Printf("  endpoint %s at %s\n", e.ID, e.Address)
+		fmt.Fprintf(stdout, "  endpoint %s at %s\n", e.ID, e.Address)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(ln) }()
