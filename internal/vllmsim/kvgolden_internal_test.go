@@ -50,7 +50,7 @@ func TestKVEventsMatchGoldenBytes(t *testing.T) {
 		{Kind: AllBlocksCleared},
 	})
 	assert.InDelta(t, ts, batch.TS, 0)
-	batch.TS = ts // exact float, independent of clock rounding
+	batch.TS = ts                                    // exact float, independent of clock rounding
 	batch.DataParallelRank = kvevents.Some[int64](0) // the publisher fills it in
 	for name, schema := range map[string]kvevents.Schema{
 		"map_current/int": kvevents.MapCurrent, "array_last/int": kvevents.ArrayLast,
