@@ -3,6 +3,7 @@ package kvevents
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -48,5 +49,36 @@ func (s *Subscriber) WriteMetrics(w io.Writer) error {
 			return fmt.Errorf("kvevents: write metrics: %w", err)
 		}
 	}
+	// Per-source gauges, labelled by source ID.
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.sources))
+	for id := range s.sources {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	slices.Sort(ids)
+	lag := &dto.MetricFamily{Name: ptr("routekit_kvevents_source_lag_seconds"),
+		Help: ptr("Age of the source's last applied batch when applied."), Type: dto.MetricType_GAUGE.Enum()}
+	seq := &dto.MetricFamily{Name: ptr("routekit_kvevents_source_last_seq"),
+		Help: ptr("Sequence number of the source's last applied message."), Type: dto.MetricType_GAUGE.Enum()}
+	for _, id := range ids {
+		ss, ok := s.SourceStats(id)
+		if !ok {
+			continue
+		}
+		label := []*dto.LabelPair{{Name: ptr("source"), Value: ptr(id)}}
+		lag.Metric = append(lag.Metric, &dto.Metric{Label: label, Gauge: &dto.Gauge{Value: ptr(ss.Lag.Seconds())}})
+		seq.Metric = append(seq.Metric, &dto.Metric{Label: label, Gauge: &dto.Gauge{Value: ptr(float64(ss.LastSeq))}})
+	}
+	for _, mf := range []*dto.MetricFamily{lag, seq} {
+		if len(mf.Metric) == 0 {
+			continue
+		}
+		if _, err := expfmt.MetricFamilyToText(w, mf); err != nil {
+			return fmt.Errorf("kvevents: write metrics: %w", err)
+		}
+	}
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -221,6 +221,9 @@ type source struct {
 	shard  int
 	cancel context.CancelFunc // stops the connect reader; nil otherwise
 
+	// published by the shard for SourceStats
+	pub sourceCounters
+
 	// owned by the shard
 	dropped  bool
 	has      bool   // last is valid
@@ -705,6 +708,7 @@ func (s *Subscriber) live(rs *runState, sr *source, m message, b *Batch) {
 	default:
 		gap := m.seq - sr.last - 1
 		s.stats.gaps.Add(1)
+		sr.pub.gaps.Add(1)
 		s.stats.missed.Add(gap)
 		if canReplay && gap <= s.cfg.maxGap {
 			s.startReplay(rs, sr, sr.last+1, &m)
@@ -720,6 +724,7 @@ func (s *Subscriber) live(rs *runState, sr *source, m message, b *Batch) {
 // clear forgets a source's blocks and sequence state.
 func (s *Subscriber) clear(sr *source) {
 	s.stats.clears.Add(1)
+	sr.pub.clears.Add(1)
 	sr.has = false
 	sr.dedup = nil
 	if err := s.index.Clear(sr.ID); err != nil {
@@ -730,6 +735,7 @@ func (s *Subscriber) clear(sr *source) {
 // apply decodes one message and applies its events.
 func (s *Subscriber) apply(sr *source, m message, b *Batch) {
 	sr.has, sr.last = true, m.seq
+	sr.pub.lastSeq.Store(m.seq)
 	if err := Decode(m.payload, b); err != nil {
 		s.stats.decodeErrors.Add(1)
 		return
@@ -740,6 +746,7 @@ func (s *Subscriber) apply(sr *source, m message, b *Batch) {
 		sec, frac := math.Modf(b.TS)
 		lag := s.cfg.clock().Sub(time.Unix(int64(sec), int64(frac*1e9)))
 		s.stats.lagNanos.Store(int64(lag))
+		sr.pub.lagNanos.Store(int64(lag))
 	}
 	for i := range b.Events {
 		e := &b.Events[i]
@@ -750,6 +757,7 @@ func (s *Subscriber) apply(sr *source, m message, b *Batch) {
 		switch {
 		case err == nil:
 			s.stats.applied.Add(1)
+			sr.pub.applied.Add(1)
 		case errors.Is(err, ErrNotIndexed):
 			s.stats.skipped.Add(1)
 		default:
@@ -958,6 +966,7 @@ func (s *Subscriber) replayDone(it item, b *Batch) {
 		}
 		if sr.has && m.seq != sr.last+1 {
 			s.stats.gaps.Add(1)
+			sr.pub.gaps.Add(1)
 			s.stats.missed.Add(m.seq - sr.last - 1)
 		}
 		s.apply(sr, m, b)
@@ -968,6 +977,7 @@ func (s *Subscriber) replayDone(it item, b *Batch) {
 		}
 		if sr.has && m.seq != sr.last+1 {
 			s.stats.gaps.Add(1)
+			sr.pub.gaps.Add(1)
 			s.stats.missed.Add(m.seq - sr.last - 1)
 		}
 		s.apply(sr, m, b)
@@ -1041,4 +1051,41 @@ func (s *Subscriber) Stats() Stats {
 		UnknownSources:   c.unknownSources.Load(),
 		Lag:              time.Duration(c.lagNanos.Load()),
 	}
+}
+
+// SourceStats are one source's metrics.
+type SourceStats struct {
+	// LastSeq is the sequence number of the last message applied.
+	LastSeq uint64
+	// EventsApplied counts the source's events the Index applied.
+	EventsApplied uint64
+	// Gaps counts the sequence gaps detected.
+	Gaps uint64
+	// Clears counts the times the source's blocks were cleared.
+	Clears uint64
+	// Lag is how old the source's last applied batch was when applied.
+	Lag time.Duration
+}
+
+type sourceCounters struct {
+	lastSeq, applied, gaps, clears atomic.Uint64
+	lagNanos                       atomic.Int64
+}
+
+// SourceStats returns the metrics of the source with ID id, if subscribed.
+func (s *Subscriber) SourceStats(id string) (SourceStats, bool) {
+	s.mu.Lock()
+	sr, ok := s.sources[id]
+	s.mu.Unlock()
+	if !ok {
+		return SourceStats{}, false
+	}
+	c := &sr.pub
+	return SourceStats{
+		LastSeq:       c.lastSeq.Load(),
+		EventsApplied: c.applied.Load(),
+		Gaps:          c.gaps.Load(),
+		Clears:        c.clears.Load(),
+		Lag:           time.Duration(c.lagNanos.Load()),
+	}, true
 }

@@ -129,6 +129,11 @@ func TestGapReplay(t *testing.T) {
 			assert.GreaterOrEqual(t, st.Replays, uint64(1))
 			assert.Zero(t, st.ReplayFailures)
 			assert.Zero(t, idx.count("clear", "a"))
+			ss, ok := sub.SourceStats("a")
+			require.True(t, ok)
+			assert.Equal(t, next-1, ss.LastSeq)
+			assert.Equal(t, next, ss.EventsApplied)
+			assert.GreaterOrEqual(t, ss.Gaps, uint64(1))
 		})
 	}
 }
@@ -533,4 +538,10 @@ func TestWriteMetrics(t *testing.T) {
 	assert.Contains(t, out, "# TYPE routekit_kvevents_events_applied_total counter\nroutekit_kvevents_events_applied_total 0\n")
 	assert.Contains(t, out, "routekit_kvevents_sources 1\n")
 	assert.Contains(t, out, "# TYPE routekit_kvevents_lag_seconds gauge\n")
+	assert.Contains(t, out, `routekit_kvevents_source_last_seq{source="a"} 0`)
+	ss, ok := s.SourceStats("a")
+	assert.True(t, ok)
+	assert.Zero(t, ss)
+	_, ok = s.SourceStats("nope")
+	assert.False(t, ok)
 }
