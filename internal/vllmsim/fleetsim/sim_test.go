@@ -329,3 +329,51 @@ func TestPrefillDecodeDisaggregation(t *testing.T) {
 	assert.Positive(t, rep.Replicas[1].Final.ExternalHits)
 	assert.Equal(t, 200, rep.Replicas[1].Routed+rep.Replicas[2].Routed)
 }
+
+func TestKVEventDelayAndScrapeInterval(t *testing.T) {
+	type rec struct {
+		replica int
+		at      time.Duration
+		kind    vllmsim.KVEventKind
+		keys    int
+	}
+	run := func(delay time.Duration) []rec {
+		var out []rec
+		var scrapes []time.Duration
+		router := fleetsim.RouterFunc(func(req *fleetsim.Request, st *fleetsim.State) *fleetsim.Replica {
+			for _, r := range st.Replicas {
+				m := r.Scraped()
+				assert.LessOrEqual(t, m.At, st.Now)
+				assert.Less(t, st.Now-m.At, 500*time.Millisecond, "scraped within the interval")
+				scrapes = append(scrapes, m.At)
+			}
+			return st.Replicas[req.Group%len(st.Replicas)]
+		})
+		sim, err := fleetsim.New(fleetsim.Config{
+			Engine: vllmsim.Qwen3_8B_H100(), Replicas: 2, Seed: 4,
+			KVEventDelay: delay, ScrapeInterval: 500 * time.Millisecond,
+			OnKVEvent: func(r *fleetsim.Replica, at time.Duration, ev vllmsim.KVEvent) {
+				out = append(out, rec{r.ID(), at, ev.Kind, len(ev.Keys)})
+			},
+		}, smallShared(60, 10, 4), router)
+		require.NoError(t, err)
+		_, err = sim.Run()
+		require.NoError(t, err)
+		for _, s := range scrapes {
+			assert.Zero(t, s%(500*time.Millisecond), "scrapes happen on the interval")
+		}
+		return out
+	}
+	now, later := run(0), run(200*time.Millisecond)
+	require.NotEmpty(t, now)
+	// Events after the last arrival are not delivered once the run is
+	// over; every delivered one is the undelayed event shifted by 200 ms.
+	require.LessOrEqual(t, len(later), len(now))
+	require.Greater(t, len(later), len(now)/2)
+	for i := range later {
+		assert.Equal(t, now[i].at+200*time.Millisecond, later[i].at)
+		assert.Equal(t, now[i].replica, later[i].replica)
+		assert.Equal(t, now[i].kind, later[i].kind)
+		assert.Equal(t, now[i].keys, later[i].keys)
+	}
+}
