@@ -205,7 +205,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !notSent(err) || req.Context().Err() != nil {
 			return nil, err
 		}
-		next, ok := ex.flight.Retry()
+		next, ok := ex.flight.Retry(req.Context())
 		if !ok {
 			return nil, err
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/routekit/routekit/examples/internal/router"
 	"github.com/routekit/routekit/internal/vllmsim"
 	"github.com/routekit/routekit/pool"
+	"github.com/routekit/routekit/prefix"
 )
 
 // gw is the gateway in front of an embedded fleet of vLLM stand-ins.
@@ -219,6 +220,17 @@ func TestKilledEndpointIsRoutedAround(t *testing.T) {
 	assert.Contains(t, metricsText(t, g.url), "routekit_retries_total ")
 	assert.NotContains(t, metricsText(t, g.url), "routekit_retries_total 0")
 	assert.Equal(t, int64(0), ep.Load().Requests, "accounting moved off the dead endpoint")
+
+	// The dead endpoint alone holds this prompt's prefix: prefix affinity
+	// leaves no fallback, and the request is scheduled again elsewhere.
+	prompt := strings.Repeat("a prefix only the dead endpoint holds. ", 8)
+	toks, _ := router.Bytes{}.Encode(prompt, true)
+	require.NoError(t, g.fleet.Index.Learn("dead", g.fleet.Hasher.AppendKeys(nil, toks, prefix.Extra{})))
+	before := g.m.Routed("dead")
+	resp, body := post(t, g.url+"/v1/completions", completion(prompt, 2, false))
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Equal(t, before+1, g.m.Routed("dead"), "the dead holder was chosen first")
+	assert.NotEqual(t, "dead", resp.Header.Get(proxy.HeaderEndpoint))
 }
 
 func TestClientDisconnectCancelsUpstream(t *testing.T) {

@@ -16,7 +16,7 @@
 //		http.Error(w, err.Error(), router.Status(err))
 //		return
 //	}
-//	// send to f.Endpoint.Address; on a connection error: f.Retry()
+//	// send to f.Endpoint.Address; on a connection error: f.Retry(ctx)
 //	f.FirstToken() // at the first response bytes
 //	f.End(router.Outcome{Status: 200, Usage: u, HasUsage: true})
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -133,7 +134,7 @@ func (r *Router) Route(ctx context.Context, in *Input) (*Flight, error) {
 		r.metrics.rejected(err)
 		return nil, err
 	}
-	f := &Flight{r: r, Body: body, start: start}
+	f := &Flight{r: r, Body: body, start: start, subset: in.Subset, hasSubset: in.HasSubset}
 	req := &f.Request
 	req.Model = body.Model
 	req.Size = int64(len(in.Body))
@@ -304,14 +305,17 @@ type Flight struct {
 	Endpoint  *pool.Endpoint
 	Fallbacks []*pool.Endpoint
 
-	r       *Router
-	flight  pool.Flight
-	start   time.Time
-	waited  time.Duration
-	routed  time.Time
-	first   bool
-	retries int
-	ended   bool
+	r         *Router
+	flight    pool.Flight
+	start     time.Time
+	waited    time.Duration
+	routed    time.Time
+	first     bool
+	retries   int
+	ended     bool
+	tried     []*pool.Endpoint // endpoints that could not be reached
+	subset    []string         // the subset hint, for rescheduling
+	hasSubset bool
 }
 
 // dispatch records the request as sent to ep, which holds the first matched
@@ -356,17 +360,43 @@ func (f *Flight) matchedOn(ep *pool.Endpoint) int {
 	return 0
 }
 
+// maxRetries bounds how many endpoints one request is moved to.
+const maxRetries = 3
+
 // Retry moves the request to the next fallback after the current endpoint
 // could not be reached (the request was not sent): the accounting moves with
-// it. It reports false when no fallback is left.
-func (f *Flight) Retry() (*pool.Endpoint, bool) {
-	if len(f.Fallbacks) == 0 || f.ended {
+// it. When the decision has no fallback left (prefix affinity may leave only
+// the one endpoint holding the prefix), it schedules the request again among
+// the endpoints not tried yet. It reports false when there is nowhere left
+// to go or the request was moved maxRetries times already.
+func (f *Flight) Retry(ctx context.Context) (*pool.Endpoint, bool) {
+	if f.ended || f.retries >= maxRetries {
 		return nil, false
 	}
-	next := f.Fallbacks[0]
-	f.Fallbacks = f.Fallbacks[1:]
+	f.tried = append(f.tried, f.Endpoint)
+	var next *pool.Endpoint
+	matched := 0
+	if len(f.Fallbacks) > 0 {
+		next, f.Fallbacks = f.Fallbacks[0], f.Fallbacks[1:]
+		matched = f.matchedOn(next)
+	} else {
+		var eps []*pool.Endpoint
+		for _, e := range f.r.pool.Snapshot().Endpoints() {
+			if !slices.Contains(f.tried, e) && (!f.hasSubset || slices.Contains(f.subset, e.Address)) {
+				eps = append(eps, e)
+			}
+		}
+		if len(eps) == 0 || f.Decision == nil {
+			return nil, false
+		}
+		if err := f.r.sched.ScheduleInto(ctx, &f.Request, eps, f.Decision); err != nil {
+			return nil, false
+		}
+		next, f.Fallbacks = f.Decision.Endpoint, f.Decision.Fallbacks
+		matched = f.Decision.Results[0].Prefix.Blocks
+	}
 	f.flight.End()
-	f.dispatch(next, f.matchedOn(next))
+	f.dispatch(next, matched)
 	f.retries++
 	f.r.metrics.retried(next.ID)
 	return next, true

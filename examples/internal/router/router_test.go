@@ -95,16 +95,16 @@ func TestRouteRetryMovesAccounting(t *testing.T) {
 	dests := strings.Split(f.Destinations(), ",")
 	assert.Len(t, dests, 3)
 	a := f.Endpoint
-	b, ok := f.Retry()
+	b, ok := f.Retry(context.Background())
 	require.True(t, ok)
 	assert.NotEqual(t, a.ID, b.ID)
 	assert.Equal(t, dests[1], b.Address)
 	assert.Equal(t, int64(0), a.Load().Requests)
 	assert.Equal(t, int64(1), b.Load().Requests)
-	c, ok := f.Retry()
+	c, ok := f.Retry(context.Background())
 	require.True(t, ok)
-	_, ok = f.Retry()
-	assert.False(t, ok, "no fallback left")
+	_, ok = f.Retry(context.Background())
+	assert.False(t, ok, "every endpoint was tried")
 	assert.Equal(t, int64(1), c.Load().Requests)
 	f.End(router.Outcome{Err: context.Canceled})
 	f.End(router.Outcome{}) // idempotent
@@ -252,5 +252,32 @@ func TestInFlightCap(t *testing.T) {
 	assert.Equal(t, map[string]int{"ep-0": 2, "ep-1": 2}, seen, "a full prefix holder lets requests spill over")
 	for _, f := range fs {
 		f.End(router.Outcome{Status: 200})
+	}
+}
+
+func TestRetryReschedulesWhenNoFallbackLeft(t *testing.T) {
+	// The prefix holder is the only candidate prefix affinity keeps, so the
+	// decision has no fallback; Retry schedules again among the others.
+	r := newRig(t, 3, router.Policy{})
+	prompt := strings.Repeat("held only by ep-1 ", 10)
+	h, err := prefix.NewHasher("m", prefix.WithBlockSize(4))
+	require.NoError(t, err)
+	toks, _ := router.Bytes{}.Encode(prompt, true)
+	require.NoError(t, r.index.Learn("ep-1", h.AppendKeys(nil, toks, prefix.Extra{})))
+	f, err := r.rt.Route(context.Background(), completion(prompt))
+	require.NoError(t, err)
+	require.Equal(t, "ep-1", f.Endpoint.ID)
+	require.Empty(t, f.Fallbacks)
+	next, ok := f.Retry(context.Background())
+	require.True(t, ok)
+	assert.NotEqual(t, "ep-1", next.ID)
+	next2, ok := f.Retry(context.Background())
+	require.True(t, ok)
+	assert.NotContains(t, []string{"ep-1", next.ID}, next2.ID)
+	_, ok = f.Retry(context.Background())
+	assert.False(t, ok)
+	f.End(router.Outcome{})
+	for _, e := range r.pool.Snapshot().Endpoints() {
+		assert.Equal(t, pool.Load{}, e.Load(), e.ID)
 	}
 }
