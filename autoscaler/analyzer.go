@@ -157,7 +157,11 @@ func costPerCapacity(p Pool) float64 {
 // Zero fields select llm-d's defaults: KVThreshold 0.80, QueueThreshold 5,
 // KVSpareTrigger 0.10, QueueSpareTrigger 3.
 type Saturation struct {
-	KVThreshold, QueueThreshold       float64
+	// KVThreshold and QueueThreshold mark a replica saturated (KV usage,
+	// waiting requests); defaults 0.80 and 5.
+	KVThreshold, QueueThreshold float64
+	// KVSpareTrigger and QueueSpareTrigger are the average spare levels
+	// below which the group scales up; defaults 0.10 and 3.
 	KVSpareTrigger, QueueSpareTrigger float64
 	// KVDownMargin and QueueDownMargin widen the scale-down test: after
 	// removing a replica the spare must stay at or above trigger + margin,
@@ -358,14 +362,25 @@ func addCheapest(g *Group, want []int, k int) int {
 // positive Profile.MaxRate and a BaseTTFT below TTFT. Set Lookahead to the
 // replicas' start-up time to provision for a rising load before it arrives.
 type QueueingModel struct {
-	TTFT            time.Duration
-	Percentile      float64
-	MaxUtilization  float64
-	Lookahead       time.Duration
-	Headroom        float64
-	BacklogDrain    time.Duration
+	// TTFT is the objective for the Percentile-th TTFT quantile (required).
+	TTFT time.Duration
+	// Percentile is the objective's quantile, in (0, 1); default 0.90.
+	Percentile float64
+	// MaxUtilization caps ρ* whatever the objective allows; default 0.95.
+	MaxUtilization float64
+	// Lookahead is how far ahead a rising trend is projected: the
+	// replicas' start-up time plus a loop interval or two; 0 means none.
+	Lookahead time.Duration
+	// Headroom is extra demand provisioned, as a fraction; default 0.
+	Headroom float64
+	// BacklogDrain is the time in which queued requests should be served;
+	// default 30 s.
+	BacklogDrain time.Duration
+	// ScaleDownMargin is the hysteresis band; default 0.15, negative: none.
 	ScaleDownMargin float64
-	TrendDeadband   float64
+	// TrendDeadband is the projected rise, as a fraction of the level,
+	// treated as noise; default 0.10, negative: none.
+	TrendDeadband float64
 }
 
 func (q QueueingModel) withDefaults() QueueingModel {
@@ -665,9 +680,13 @@ func abs(x int) int {
 // selects WaitingRequests; Target is required; Tolerance zero means none
 // (the HPA's default is HPATolerance).
 type TargetTracking struct {
-	Metric    func(Metrics) float64
-	Name      string
-	Target    float64
+	// Metric extracts the per-replica value; nil means WaitingRequests.
+	Metric func(Metrics) float64
+	// Name names the metric in reasons.
+	Name string
+	// Target is the desired average value per replica (required).
+	Target float64
+	// Tolerance is the relative band around Target that changes nothing.
 	Tolerance float64
 }
 

@@ -155,6 +155,7 @@ func (r Role) String() string {
 // more, cheaper replicas might have met both the capacity and the ratio for
 // less.
 type PDRatio struct {
+	// Min and Max bound prefill/decode replicas; zero means unbounded.
 	Min, Max float64
 }
 

@@ -25,16 +25,23 @@ import (
 //     means no rate limit.
 //  4. Clamp to [Min, Max].
 type ScalingRules struct {
+	// StabilizationWindow is how far back recommendations are considered.
 	StabilizationWindow time.Duration
-	Policies            []Policy
-	SelectPolicy        SelectPolicy
-	Tolerance           float64
+	// Policies are the rate limits; none means no limit.
+	Policies []Policy
+	// SelectPolicy chooses among Policies.
+	SelectPolicy SelectPolicy
+	// Tolerance is the relative change that is dropped.
+	Tolerance float64
 }
 
 // Policy is one rate limit: at most Value pods or percent per Period.
 type Policy struct {
-	Type   PolicyType
-	Value  int
+	// Type is the unit of Value.
+	Type PolicyType
+	// Value is the allowed change per Period (positive).
+	Value int
+	// Period is the trailing window the change is counted over.
 	Period time.Duration
 }
 

@@ -24,12 +24,14 @@ import (
 // later (vLLM's recompute preemption). A request's first token comes at the
 // end of the step that finishes its prefill.
 type Engine struct {
-	MaxSeqs          int
+	// MaxSeqs is vLLM's max_num_seqs.
+	MaxSeqs int
+	// MaxBatchedTokens is vLLM's max_num_batched_tokens.
 	MaxBatchedTokens int
-	KVTokens         int
-	StepBase         time.Duration
-	StepPerSeq       time.Duration
-	StepPerToken     time.Duration
+	// KVTokens is the KV cache's capacity in tokens.
+	KVTokens int
+	// StepBase, StepPerSeq and StepPerToken make up a step's duration.
+	StepBase, StepPerSeq, StepPerToken time.Duration
 }
 
 // DefaultEngine is a mid-size model on one accelerator whose KV cache, not
@@ -43,7 +45,9 @@ func DefaultEngine() Engine {
 // Workload draws request sizes: prompt and output lengths uniform in
 // [PromptMin, PromptMax] and [OutputMin, OutputMax].
 type Workload struct {
+	// PromptMin and PromptMax bound prompt lengths (tokens).
 	PromptMin, PromptMax int
+	// OutputMin and OutputMax bound output lengths (tokens).
 	OutputMin, OutputMax int
 }
 
@@ -61,7 +65,9 @@ func DefaultWorkload() Workload {
 // It exists so the autoscaler can be measured before and independently of
 // internal/vllmsim; both plug into the same Fleet interface.
 type QueueFleet struct {
-	Engine   Engine
+	// Engine configures every replica; the zero value means DefaultEngine().
+	Engine Engine
+	// Workload draws request sizes; the zero value means DefaultWorkload().
 	Workload Workload
 	// NeverReady lists creation indexes (0-based, counting initial replicas)
 	// of replicas that never become ready.
@@ -102,6 +108,7 @@ func (r *qreplica) ready(now float64) bool { return !r.removed && !r.draining &&
 // stepHeap orders busy replicas by step end.
 type stepHeap []*qreplica
 
+// Len, Less, Swap, Push and Pop implement heap.Interface.
 func (h stepHeap) Len() int { return len(h) }
 func (h stepHeap) Less(i, j int) bool {
 	if h[i].stepEnd != h[j].stepEnd {

@@ -72,7 +72,9 @@ func (sc Scenario) Scaled(f float64) Scenario {
 
 // Point is one vertex of a rate trace.
 type Point struct {
-	At   time.Duration
+	// At is the time of the vertex.
+	At time.Duration
+	// Rate is the arrival rate there, in requests/s.
 	Rate float64
 }
 
@@ -137,22 +139,29 @@ type Outcome struct {
 
 // RequestRecord is one request's fate.
 type RequestRecord struct {
+	// Arrival is when the request arrived.
 	Arrival time.Duration
-	TTFT    time.Duration // math.MaxInt64 when unfinished
+	// TTFT is its time to first token, math.MaxInt64 when it got none.
+	TTFT time.Duration
 }
 
 // TickRecord is one controller call.
 type TickRecord struct {
-	At               time.Duration
-	Rate             float64
-	Ready, NotReady  int
+	// At is the tick's virtual time and Rate the trace's rate then.
+	At   time.Duration
+	Rate float64
+	// Ready and NotReady count the live replicas.
+	Ready, NotReady int
+	// Current and Desired are the count before and after the decision.
 	Current, Desired int
 }
 
 // Result summarises an Outcome against an objective.
 type Result struct {
+	// Scenario and Controller name the run.
 	Scenario, Controller string
-	Requests             int
+	// Requests counts the requests scored (the tail cut-off excluded).
+	Requests int
 	// Attainment is the fraction of requests with TTFT ≤ objective.
 	Attainment float64
 	// P90 is the TTFT p90 over all requests; SpikeP90 over the spike window.
@@ -291,6 +300,7 @@ type runningRecorder struct {
 	n    int
 }
 
+// Tick records the running requests and holds.
 func (r *runningRecorder) Tick(now time.Time, obs autoscaler.Observation) autoscaler.Decision {
 	if now.Sub(Epoch) >= r.from {
 		for _, p := range obs.Pools {
@@ -308,8 +318,10 @@ func (r *runningRecorder) Tick(now time.Time, obs autoscaler.Observation) autosc
 // DecideController adapts autoscaler.Decide to a Controller, holding the
 // State between ticks.
 type DecideController struct {
+	// Config is passed to every Decide call.
 	Config *autoscaler.Config
-	Every  time.Duration
+	// Every is the decision interval.
+	Every time.Duration
 	// Log, if set, receives every decision (for transcripts and debugging).
 	Log   func(autoscaler.Decision)
 	state autoscaler.State

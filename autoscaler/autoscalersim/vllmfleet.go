@@ -51,6 +51,7 @@ type traceWorkload struct {
 	next     int
 }
 
+// Peek implements fleetsim.Workload.
 func (w *traceWorkload) Peek() (time.Duration, bool) {
 	if w.next >= len(w.arrivals) {
 		return 0, false
@@ -58,6 +59,7 @@ func (w *traceWorkload) Peek() (time.Duration, bool) {
 	return w.arrivals[w.next], true
 }
 
+// Pop implements fleetsim.Workload.
 func (w *traceWorkload) Pop() *fleetsim.Request {
 	i := w.next
 	w.next++
