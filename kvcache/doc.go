@@ -115,9 +115,10 @@
 //
 // It does not subscribe to KV events (package kvcache/kvevents does), compute
 // keys (package prefix), or turn matches into scores (the scheduler does:
-// weigh Match.Blocks per tier). It does not reproduce vLLM's block hashes, and
-// it does not split one engine block into several of our blocks: the Keyer's
-// block size must equal the server's (ErrBlockSize otherwise). Data-parallel
+// weigh Match.Blocks per tier). It does not reproduce vLLM's block hashes. The
+// server's block size must be the Keyer's or a multiple of it (an engine block
+// then stands for several of ours); a Keyer block coarser than the server's
+// is refused with ErrBlockSize. Data-parallel
 // ranks and KV-cache groups are not part of a location's identity; give each
 // rank its own endpoint ID.
 package kvcache

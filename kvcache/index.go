@@ -128,8 +128,9 @@ var (
 	// has no key (its store was missed, or evicted long ago). The event is not
 	// applied; resynchronize the endpoint (replay, or Clear) if it persists.
 	ErrUnknownParent = errors.New("kvcache: unknown parent block hash")
-	// ErrBlockSize is returned by Stored when the event's block size or token
-	// count does not match the Keyer's block size and its number of hashes.
+	// ErrBlockSize is returned by Stored when the event's block size is not a
+	// multiple of the Keyer's, or its token count is not the block size times
+	// its number of hashes.
 	ErrBlockSize = errors.New("kvcache: block size mismatch")
 	// ErrNoStorage is returned for a TierShared write from an endpoint that is
 	// attached to no shared storage (see Attach).
@@ -293,6 +294,9 @@ type location struct {
 	head    int               // fifo[head:] is live
 	entries int               // blocks this location holds
 	engine  map[uint64]uint64 // engine block hash → key; may hold stale mappings (filtered lazily)
+	// spans maps an engine hash to all of its keys when the server's block is
+	// several of ours (engine holds the last one, the parent of what follows).
+	spans map[uint64][]uint64
 
 	learned map[uint64]int64 // learned key → deadline (or sequence number without a TTL)
 	lq      []learnedRef     // learned keys in learning order, for TTL and capacity
@@ -455,7 +459,9 @@ type BlockStored struct {
 	// location-only store (a copy of known blocks into another tier, such as
 	// CPU offload), which is resolved through the engine hashes already known.
 	Tokens []uint32
-	// BlockSize is the event's block size; 0 means the Keyer's.
+	// BlockSize is the event's block size; 0 means the Keyer's. It may be a
+	// multiple of the Keyer's: each engine block then covers several of our
+	// blocks, all added and removed together.
 	BlockSize int
 	// LoRA is the adapter name (vLLM lora_name), "" for none.
 	LoRA string
@@ -488,10 +494,15 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 		return fmt.Errorf("kvcache: stored from %q: no Keyer configured", endpoint)
 	}
 	bs := x.keyer.BlockSize()
-	if (ev.BlockSize != 0 && ev.BlockSize != bs) || len(ev.Tokens) != bs*len(ev.EngineHashes) {
+	evbs := ev.BlockSize
+	if evbs == 0 {
+		evbs = bs
+	}
+	if evbs%bs != 0 || len(ev.Tokens) != evbs*len(ev.EngineHashes) {
 		return fmt.Errorf("kvcache: stored from %q: %w: %d tokens for %d hashes, event block size %d, index block size %d",
 			endpoint, ErrBlockSize, len(ev.Tokens), len(ev.EngineHashes), ev.BlockSize, bs)
 	}
+	m := evbs / bs // our blocks per engine block
 	parent := x.keyer.Root()
 	if ev.HasParent {
 		k, ok := x.resolve(ep, t, ev.Parent)
@@ -508,9 +519,17 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 	t.keybuf = x.keyer.AppendKeysFrom(t.keybuf[:0], parent, ev.Tokens, ev.LoRA, ev.CacheSalt)
 	x.warm(t.keybuf)
 	for i := len(t.keybuf) - 1; i >= 0; i-- { // tail first, as in Add
-		k := fixKey(t.keybuf[i])
-		x.setLocked(t, k, 1<<tier)
-		t.engine[ev.EngineHashes[i]] = k
+		t.keybuf[i] = fixKey(t.keybuf[i])
+		x.setLocked(t, t.keybuf[i], 1<<tier)
+	}
+	for i, h := range ev.EngineHashes {
+		t.engine[h] = t.keybuf[(i+1)*m-1]
+		if m > 1 {
+			if t.spans == nil {
+				t.spans = map[uint64][]uint64{}
+			}
+			t.spans[h] = append([]uint64(nil), t.keybuf[i*m:(i+1)*m]...)
+		}
 	}
 	x.filterEngineLocked(t)
 	x.unlock(t)
@@ -521,15 +540,24 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 // storedLocationOnly adds already-known blocks to another tier.
 func (x *Index) storedLocationOnly(ep, t *location, tier Tier, hashes []uint64) {
 	for _, h := range hashes {
-		k, ok := x.resolve(ep, t, h)
+		k, span, ok := x.resolveSpan(ep, t, h)
 		if !ok {
 			x.dropped.Add(1)
 			continue
 		}
 		t.mu.Lock()
 		if !t.dropped {
+			for i := len(span) - 1; i >= 0; i-- {
+				x.setLocked(t, span[i], 1<<tier)
+			}
 			x.setLocked(t, k, 1<<tier)
 			t.engine[h] = k
+			if span != nil {
+				if t.spans == nil {
+					t.spans = map[uint64][]uint64{}
+				}
+				t.spans[h] = span
+			}
 		}
 		x.unlock(t)
 	}
@@ -542,28 +570,36 @@ func (x *Index) storedLocationOnly(ep, t *location, tier Tier, hashes []uint64) 
 // resolve maps an engine hash to our key through t's mappings, then the
 // endpoint's, then its storage's.
 func (x *Index) resolve(ep, t *location, h uint64) (uint64, bool) {
-	try := func(l *location) (uint64, bool) {
+	k, _, ok := x.resolveSpan(ep, t, h)
+	return k, ok
+}
+
+// resolveSpan is resolve that also returns all the keys of an engine block
+// that spans several of ours (nil otherwise; the slice is never modified).
+func (x *Index) resolveSpan(ep, t *location, h uint64) (uint64, []uint64, bool) {
+	try := func(l *location) (uint64, []uint64, bool) {
 		if l == nil {
-			return 0, false
+			return 0, nil, false
 		}
 		l.mu.Lock()
 		k, ok := l.engine[h]
+		span := l.spans[h]
 		x.unlock(l)
-		return k, ok
+		return k, span, ok
 	}
-	if k, ok := try(t); ok {
-		return k, true
+	if k, span, ok := try(t); ok {
+		return k, span, true
 	}
 	if ep != t {
-		if k, ok := try(ep); ok {
-			return k, true
+		if k, span, ok := try(ep); ok {
+			return k, span, true
 		}
 	}
 	r := x.reg.Load()
 	if sid := r.storageOf[ep.id]; sid != 0 && r.locs[sid] != t {
 		return try(r.locs[sid])
 	}
-	return 0, false
+	return 0, nil, false
 }
 
 // Removed applies a BlockRemoved event from endpoint for tier: each engine
@@ -587,8 +623,14 @@ func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error
 			x.dropped.Add(1)
 			continue
 		}
+		for _, sk := range t.spans[h] {
+			if sk != k {
+				x.clearLocked(t, sk, 1<<tier)
+			}
+		}
 		if left := x.clearLocked(t, k, 1<<tier); left&(realBits&^bitLearned) == 0 {
 			delete(t.engine, h)
+			delete(t.spans, h)
 		}
 	}
 	x.unlock(t)
@@ -849,6 +891,7 @@ func (x *Index) filterEngineLocked(l *location) {
 	for h, k := range l.engine {
 		if x.tiersOf(l, k) == 0 {
 			delete(l.engine, h)
+			delete(l.spans, h)
 		}
 	}
 }
@@ -912,6 +955,7 @@ func (x *Index) clearAllLocked(l *location) {
 		x.forgetLocked(l, k, old, new)
 	}
 	l.engine = map[uint64]uint64{}
+	l.spans = nil
 	l.learned = map[uint64]int64{}
 	l.fifo, l.head = nil, 0
 	l.lq, l.lqHead = nil, 0

@@ -660,3 +660,43 @@ func TestRunExpires(t *testing.T) {
 		assert.ErrorIs(t, <-done, context.Canceled)
 	})
 }
+
+// TestStoredEngineBlockSpansSeveral: a server block of 8 tokens over a Keyer
+// block of 4 maps each engine hash to two of our keys, added, offloaded,
+// removed and chained on together.
+func TestStoredEngineBlockSpansSeveral(t *testing.T) {
+	k := testKeyer{bs: 4}
+	tokens := toks(24, 500)
+	keys := k.AppendKeysFrom(nil, k.Root(), tokens, "", "")
+	require.Len(t, keys, 6)
+	x := newIndex(t, WithJumpSearch(0)) // the evictions below leave holes
+	ev := &BlockStored{EngineHashes: []uint64{0xa, 0xb}, Tokens: tokens[:16], BlockSize: 8}
+	require.NoError(t, x.Stored("a", TierGPU, ev))
+	got, _ := lookup(t, x, keys, "a")
+	assert.Equal(t, m(4), got[0])
+
+	// Chained on the second engine block: its last key is the parent.
+	ev = &BlockStored{EngineHashes: []uint64{0xc}, Parent: 0xb, HasParent: true, Tokens: tokens[16:], BlockSize: 8}
+	require.NoError(t, x.Stored("a", TierGPU, ev))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(6), got[0])
+
+	// Offload 0xa to CPU (location only), evict 0xb and 0xa from GPU.
+	require.NoError(t, x.Stored("a", TierCPU, &BlockStored{EngineHashes: []uint64{0xa}}))
+	require.NoError(t, x.Removed("a", TierGPU, []uint64{0xb}))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(2), got[0])
+	require.NoError(t, x.Removed("a", TierGPU, []uint64{0xa}))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(0, 2), got[0])
+	require.NoError(t, x.Removed("a", TierCPU, []uint64{0xa}))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, Match{}, got[0])
+	err := x.Stored("a", TierGPU, &BlockStored{EngineHashes: []uint64{0xd}, Parent: 0xa, HasParent: true, Tokens: tokens[8:16], BlockSize: 8})
+	assert.ErrorIs(t, err, ErrUnknownParent)
+
+	// Not a multiple, or the wrong token count.
+	assert.ErrorIs(t, x.Stored("a", TierGPU, &BlockStored{EngineHashes: []uint64{1}, Tokens: tokens[:6], BlockSize: 6}), ErrBlockSize)
+	assert.ErrorIs(t, x.Stored("a", TierGPU, &BlockStored{EngineHashes: []uint64{1, 2}, Tokens: tokens[:8], BlockSize: 8}), ErrBlockSize)
+	assert.Equal(t, int64(2), x.Stats().Entries) // 0xc's two blocks remain
+}
