@@ -1,9 +1,11 @@
 package autoscaler
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -103,12 +105,9 @@ func (g *Group) rank() []int {
 	for i := range idx {
 		idx[i] = i
 	}
-	key := func(i int) float64 { return costPerCapacity(g.Pools[i].Pool) }
-	for i := 1; i < len(idx); i++ { // insertion sort: stable, tiny n
-		for j := i; j > 0 && key(idx[j]) < key(idx[j-1]); j-- {
-			idx[j], idx[j-1] = idx[j-1], idx[j]
-		}
-	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		return cmp.Compare(costPerCapacity(g.Pools[a].Pool), costPerCapacity(g.Pools[b].Pool))
+	})
 	return idx
 }
 

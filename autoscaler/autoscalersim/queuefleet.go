@@ -138,8 +138,6 @@ type qsim struct {
 	desired  int
 	lastAcct float64
 	arrived  int // since last tick
-
-	preemptions int
 }
 
 // Run implements Fleet.
@@ -298,7 +296,6 @@ func (s *qsim) kick(r *qreplica) {
 		r.kvUsed -= q.held
 		q.held, q.prefilled, q.target = 0, 0, q.prompt+q.decoded
 		r.waiting = append([]*qseq{q}, r.waiting...)
-		s.preemptions++
 	}
 	budget := e.MaxBatchedTokens
 	for _, q := range r.running {

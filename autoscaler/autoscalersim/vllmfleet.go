@@ -94,7 +94,7 @@ func (f *VLLMFleet) Run(sc Scenario, ctl Controller) (*Outcome, error) {
 		out.Requests[i] = RequestRecord{Arrival: at, TTFT: math.MaxInt64}
 	}
 	a := &vllmAdapter{sc: sc, ctl: ctl, out: out, desired: sc.InitialReplicas,
-		created: map[*fleetsim.Replica]time.Duration{}, readyAt: map[*fleetsim.Replica]time.Duration{}}
+		created: map[*fleetsim.Replica]time.Duration{}, readyAt: map[*fleetsim.Replica]time.Duration{}, completed: map[int]int{}}
 	cfg := fleetsim.Config{
 		Engine: eng, Replicas: sc.InitialReplicas, StartupDelay: sc.Startup, Seed: sc.Seed, MaxTime: sc.Duration,
 		TickInterval: ctl.Interval(), OnTick: a.tick,
@@ -106,7 +106,6 @@ func (f *VLLMFleet) Run(sc Scenario, ctl Controller) (*Outcome, error) {
 			}
 		},
 	}
-	a.completed = map[int]int{}
 	wlGen := &traceWorkload{arrivals: arrivals, wl: wl, rng: rand.New(rand.NewPCG(sc.Seed+1, sc.Seed+2))}
 	sim, err := fleetsim.New(cfg, wlGen, fleetsim.LeastLoaded())
 	if err != nil {
