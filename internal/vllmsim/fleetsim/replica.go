@@ -141,6 +141,11 @@ func (c *Control) RemoveReplica(r *Replica) { c.sim.drain(r) }
 // Arrived returns the number of requests that have arrived so far.
 func (c *Control) Arrived() int { return len(c.sim.results) + c.sim.inflight }
 
+// Holding returns the number of requests waiting at the gateway for a
+// routable replica (Config.HoldWhenEmpty): the demand a scale-from-zero
+// autoscaler reacts to.
+func (c *Control) Holding() int { return len(c.sim.holding) }
+
 // InFlight returns the number of requests admitted to replicas and not
 // finished.
 func (c *Control) InFlight() int { return c.sim.inflight }

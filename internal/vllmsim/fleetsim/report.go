@@ -189,6 +189,10 @@ func (s *Sim) report() *Report {
 	for _, rec := range s.recs {
 		results = append(results, rec.res) // unfinished
 	}
+	for _, req := range s.holding { // never routed: no replica became ready
+		results = append(results, Result{ID: req.ID, Group: req.Group, User: req.User, Turn: req.Turn,
+			Replica: -1, PrefillReplica: -1, Arrival: req.Arrival, PromptTokens: len(req.Prompt)})
+	}
 	slices.SortStableFunc(results[len(s.results):], func(a, b Result) int { return int(a.ID - b.ID) })
 	rep := &Report{Summary: Summarize(results, 0, 0), Results: results, Series: s.series, End: s.now,
 		ReplicaSeconds: s.replSec}

@@ -101,6 +101,14 @@ type Config struct {
 	// Hasher computes block identities in every replica and Request.Keys
 	// (default vllmsim.FastHasher{Seed: Seed}).
 	Hasher vllmsim.BlockHasher
+	// HoldWhenEmpty makes requests that arrive while no replica is
+	// routable wait at the gateway (in arrival order) and be routed when a
+	// replica becomes ready, instead of going to the router (which would
+	// have to reject them): scale-from-zero cold starts. Their TTFT
+	// includes the wait. Held requests keep the run going while a replica
+	// is starting; if none is, they end the run as Unfinished once the
+	// workload is exhausted. Control.Holding counts them.
+	HoldWhenEmpty bool
 	// MaxTime stops the run at this virtual time (0 = run until the
 	// workload is exhausted and every request finished). Requests still in
 	// flight count as Unfinished.
@@ -149,6 +157,7 @@ type Sim struct {
 
 	st       State
 	inflight int
+	holding  []*Request // HoldWhenEmpty: arrived while no replica was routable
 	results  []Result
 	recs     map[*vllmsim.Seq]*record
 	itl      histogram
@@ -293,7 +302,7 @@ func (s *Sim) Run() (*Report, error) {
 
 // busy reports whether requests are in flight or replicas still have work.
 func (s *Sim) busy() bool {
-	if s.inflight > 0 {
+	if s.inflight > 0 || (len(s.holding) > 0 && s.starting > 0) {
 		return true
 	}
 	for _, r := range s.replicas {
@@ -323,6 +332,10 @@ func (s *Sim) liveReplicas() int {
 }
 
 func (s *Sim) arrive(req *Request) {
+	if s.cfg.HoldWhenEmpty && len(s.routable) == 0 {
+		s.holding = append(s.holding, req)
+		return
+	}
 	if cap(req.Keys) == 0 {
 		req.Keys = make([]uint64, 0, len(req.Prompt)/s.cfg.Engine.BlockSize)
 	}
@@ -459,6 +472,11 @@ func (s *Sim) handle(ev event) {
 			s.rebuildRoutable()
 		}
 		r.scrape()
+		held := s.holding
+		s.holding = nil
+		for _, req := range held {
+			s.arrive(req)
+		}
 	case evKV:
 		s.cfg.OnKVEvent(ev.r, s.now, ev.kv)
 	case evTick:

@@ -377,3 +377,35 @@ func TestKVEventDelayAndScrapeInterval(t *testing.T) {
 		assert.Equal(t, now[i].keys, later[i].keys)
 	}
 }
+
+func TestScaleFromZeroHoldsRequests(t *testing.T) {
+	onTick := func(c *fleetsim.Control) {
+		if c.Holding() > 0 && len(c.Replicas()) == 0 {
+			_, err := c.AddReplica(fleetsim.ReplicaSpec{})
+			assert.NoError(t, err)
+		}
+	}
+	w := smallShared(20, 10, 6)
+	sim, err := fleetsim.New(fleetsim.Config{
+		Engine: vllmsim.Qwen3_8B_H100(), StartupDelay: 30 * time.Second, HoldWhenEmpty: true,
+		OnTick: onTick, TickInterval: time.Second,
+	}, w, fleetsim.RoundRobin())
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	require.Equal(t, 20, rep.Finished)
+	for _, r := range rep.Results {
+		if r.Arrival < 30*time.Second {
+			assert.GreaterOrEqual(t, r.TTFT, 30*time.Second-r.Arrival, "waited for the cold start")
+		}
+	}
+	// Without holding, the router sees no replica and rejects.
+	sim, err = fleetsim.New(fleetsim.Config{
+		Engine: vllmsim.Qwen3_8B_H100(), StartupDelay: 30 * time.Second,
+		OnTick: onTick, TickInterval: time.Second,
+	}, smallShared(20, 10, 6), fleetsim.RoundRobin())
+	require.NoError(t, err)
+	rep, err = sim.Run()
+	require.NoError(t, err)
+	assert.Positive(t, rep.Rejected)
+}
