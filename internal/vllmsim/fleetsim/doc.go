@@ -32,7 +32,11 @@
 //
 // Autoscalers set Config.OnTick and Config.TickInterval and use the
 // Control to add replicas (ready after Config.StartupDelay) or drain them;
-// Report.ReplicaSeconds measures the cost and Report.Series the queues.
+// Config.HoldWhenEmpty queues requests at the gateway while no replica is
+// ready (scale from zero; Control.Holding). Report.ReplicaSeconds measures
+// the cost and Report.Series the queues. Replica.Scraped gives routers
+// metrics as stale as Config.ScrapeInterval makes them, and
+// Config.KVEventDelay delays the KV events fed to a precise index.
 //
 // Concurrency: a Sim runs on the goroutine that calls Run; routers, hooks
 // and workloads are called on it, one at a time, and must not retain the
