@@ -63,8 +63,8 @@ func TestEndToEndKVCache(t *testing.T) {
 	publish(kvevents.Event{Type: kvevents.BlockStored, BlockHashes: hashes[2:], ParentBlockHash: kvevents.Some(hashes[1]),
 		TokenIDs: tokens[32:], BlockSize: 16, Medium: kvevents.Some("GPU"), KVCacheSpecKind: kvevents.Some("full_attention")})
 	publish(kvevents.Event{Type: kvevents.BlockStored, BlockHashes: hashes[:1], Medium: kvevents.Some("CPU")})
-	waitFor(t, 10*time.Second, "4 GPU blocks", func() bool {
-		if lookup().Total() < 4 {
+	waitFor(t, 10*time.Second, "4 GPU blocks, live delivery", func() bool {
+		if lookup().Total() < 4 || sub.Stats().Messages == 0 {
 			_, err := p.PublishPayload(futureEvent) // an unknown type: skipped
 			require.NoError(t, err)
 			return false
@@ -114,7 +114,9 @@ func TestGapReplay(t *testing.T) {
 			runSubscriber(t, sub)
 
 			var next uint64
-			publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("a")) > 0 })
+			// Live delivery must be up (not only the replay on connect) before
+			// the drops, or nothing after them would reveal the gap.
+			publishUntil(t, p, &next, func() bool { return sub.Stats().Messages > 0 })
 			waitFor(t, 5*time.Second, "initial replay", func() bool { return len(idx.storedFirsts("a")) == int(next) })
 			dropFrom.Store(next)
 			for range 6 {
@@ -122,7 +124,14 @@ func TestGapReplay(t *testing.T) {
 				require.NoError(t, err)
 				next++
 			}
-			waitFor(t, 10*time.Second, "all batches", func() bool { return len(idx.storedFirsts("a")) >= int(next) })
+			deadline := time.Now().Add(10 * time.Second)
+			waitFor(t, 11*time.Second, "all batches", func() bool {
+				ok := len(idx.storedFirsts("a")) >= int(next)
+				if !ok && time.Now().After(deadline) {
+					t.Logf("next %d stats %+v calls %s", next, sub.Stats(), describe(idx.snapshot()))
+				}
+				return ok
+			})
 			assert.Equal(t, seqs(0, next), idx.storedFirsts("a"), describe(idx.snapshot()))
 			st := sub.Stats()
 			assert.GreaterOrEqual(t, st.Gaps, uint64(1))
