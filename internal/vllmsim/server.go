@@ -160,9 +160,6 @@ func WithKVEvents(c KVEventsConfig) ServerOption {
 	})
 }
 
-// ErrShuttingDown is the cause of 503 responses after Shutdown.
-var ErrShuttingDown = errors.New("vllmsim: server shutting down")
-
 // NewServer returns a Server for cfg.
 func NewServer(cfg Config, opts ...ServerOption) (*Server, error) {
 	s := &Server{
