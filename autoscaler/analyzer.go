@@ -349,7 +349,10 @@ func addCheapest(g *Group, want []int, k int) int {
 // Scale-down has a hysteresis band: while the current capacity Σ cur_i·λ*_i
 // covers λ_plan but not λ_plan·(1 + ScaleDownMargin), the counts are kept;
 // below the band the mix is sized for λ_plan·(1 + ScaleDownMargin). This
-// keeps arrival noise from turning into up/down oscillation.
+// keeps arrival noise from turning into up/down oscillation. Nor does it
+// scale down while any warm replica reports a TTFT p90 (Metrics.TTFTP90)
+// above the objective: the model is then wrong about this load, and
+// removing capacity would make it worse.
 //
 // The trend deadband keeps the noise of a short-interval arrival rate from
 // reaching the forecast: only the part of the projected rise beyond
@@ -504,6 +507,14 @@ func (q QueueingModel) Analyze(g *Group) Proposal {
 		caps[i] = q.Utilization(p.Pool.Profile) * p.Pool.Profile.MaxRate
 		have += float64(p.Capacity()) * caps[i]
 	}
+	worst := 0.0 // highest observed TTFT p90, seconds
+	for _, p := range g.Pools {
+		for _, m := range p.Samples {
+			if m.TTFTP90 > worst && !math.IsInf(m.TTFTP90, 1) {
+				worst = m.TTFTP90
+			}
+		}
+	}
 	var n []int
 	band := ""
 	margin := max(q.ScaleDownMargin, 0)
@@ -513,6 +524,9 @@ func (q QueueingModel) Analyze(g *Group) Proposal {
 	case have <= plan*(1+margin):
 		n = g.capacities()
 		band = fmt.Sprintf(" (within the %.0f%% scale-down band)", 100*margin)
+	case worst > q.TTFT.Seconds():
+		n = g.capacities()
+		band = fmt.Sprintf(" (observed TTFT p90 %.3fs above the objective: no scale-down)", worst)
 	default:
 		n = cheapestMix(g, caps, plan*(1+margin))
 	}

@@ -184,6 +184,16 @@ func TestQueueingAnalyze(t *testing.T) {
 			assert.Contains(t, got.Reason, tt.reason)
 		})
 	}
+	t.Run("observed TTFT above objective blocks scale-down", func(t *testing.T) {
+		ms := samples(5, 0.3, 0)
+		ms[2].TTFTP90 = 1.4
+		g := Group{ArrivalRate: perReplica, RateLevel: perReplica, Pools: []PoolView{{Pool: p, Ready: 5, Samples: ms}}}
+		got := q.Analyze(&g)
+		assert.Equal(t, []int{5}, got.Replicas)
+		assert.Contains(t, got.Reason, "observed TTFT p90 1.400s above the objective")
+		ms[2].TTFTP90 = 0.4
+		assert.Equal(t, []int{2}, q.Analyze(&g).Replicas)
+	})
 	t.Run("completions fallback", func(t *testing.T) {
 		ms := samples(2, 0.3, 0)
 		ms[0].RequestRate, ms[1].RequestRate = 2*perReplica, 2*perReplica

@@ -248,8 +248,13 @@ type Metrics struct {
 	// RequestRate is the completed requests per second over the last interval.
 	RequestRate float64
 	// TTFTP90 is the 90th percentile time to first token over the last
-	// interval, in seconds; zero or NaN when unknown.
+	// interval, in seconds; zero or NaN when unknown. QueueingModel refuses
+	// to scale down while a replica reports one above its objective.
 	TTFTP90 float64
+	// ITLP90 is the 90th percentile inter-token latency over the last
+	// interval, in seconds; zero or NaN when unknown. Informational: no
+	// analyzer shipped here reads it.
+	ITLP90 float64
 }
 
 // Decision is the outcome of one Decide call.
