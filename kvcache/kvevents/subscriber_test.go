@@ -287,7 +287,7 @@ func TestPoolLifecycle(t *testing.T) {
 	waitFor(t, 5*time.Second, "subscription", func() bool { return sub.Stats().Sources == 1 })
 
 	var next uint64
-	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("ns/pod-a")) > 0 })
+	publishUntil(t, p, &next, func() bool { return len(idx.storedFirsts("ns/pod-a")) > 0 && sub.Stats().Messages > 0 })
 	waitFor(t, 5*time.Second, "replayed history", func() bool { return len(idx.storedFirsts("ns/pod-a")) == int(next) })
 	assert.Equal(t, seqs(0, next), idx.storedFirsts("ns/pod-a"))
 
