@@ -150,6 +150,7 @@ type Sim struct {
 	now      time.Duration
 
 	replicas []*Replica // every replica ever added, by ID
+	live     int        // replicas not removed
 	routable []*Replica
 	starting int
 	events   eventHeap
@@ -317,18 +318,8 @@ func (s *Sim) advance(t time.Duration) {
 	if t < s.now {
 		return
 	}
-	s.replSec += float64(s.liveReplicas()) * (t - s.now).Seconds()
+	s.replSec += float64(s.live) * (t - s.now).Seconds()
 	s.now = t
-}
-
-func (s *Sim) liveReplicas() int {
-	n := 0
-	for _, r := range s.replicas {
-		if !r.removed {
-			n++
-		}
-	}
-	return n
 }
 
 func (s *Sim) arrive(req *Request) {
@@ -589,6 +580,7 @@ func (s *Sim) addReplica(sp ReplicaSpec, delay time.Duration) (*Replica, error) 
 	}
 	r := &Replica{sim: s, id: id, eng: eng, labels: sp.Labels, added: s.now}
 	s.replicas = append(s.replicas, r)
+	s.live++
 	if delay <= 0 {
 		r.ready = true
 		r.readyAt = s.now
@@ -628,6 +620,9 @@ func (s *Sim) drain(r *Replica) {
 }
 
 func (s *Sim) remove(r *Replica) {
+	if !r.removed {
+		s.live--
+	}
 	r.removed = true
 	r.removedAt = s.now
 	s.rebuildRoutable()
