@@ -139,7 +139,7 @@ func (h *Handler) inference(api router.API) http.HandlerFunc {
 			return
 		}
 		ex := &exchange{flight: f, body: body}
-		r.Body = io.NopCloser(bytes.NewReader(body)) // the proxy sends the same bytes
+		r.Body = newBodyReader(body) // the proxy sends the same bytes
 		// ReverseProxy panics with http.ErrAbortHandler when the body copy
 		// fails (client gone): end the flight on every path.
 		defer func() {
@@ -151,6 +151,18 @@ func (h *Handler) inference(api router.API) http.HandlerFunc {
 		h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ex)))
 	}
 }
+
+// bodyReader is a request body over bytes already read (one allocation).
+type bodyReader struct{ bytes.Reader }
+
+func newBodyReader(b []byte) *bodyReader {
+	r := new(bodyReader)
+	r.Reset(b)
+	return r
+}
+
+// Close implements io.Closer.
+func (*bodyReader) Close() error { return nil }
 
 // bufferPool recycles the reverse proxy's 32 KiB copy buffers (it allocates
 // and clears one per request otherwise).
@@ -211,7 +223,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		out = req.Clone(req.Context())
 		out.URL.Host = next.Address
-		out.Body = io.NopCloser(bytes.NewReader(ex.body))
+		out.Body = newBodyReader(ex.body)
 		out.ContentLength = int64(len(ex.body))
 	}
 }

@@ -25,15 +25,16 @@ type Metrics struct {
 	flow *scheduler.FlowControl
 
 	decisions   atomic.Int64
-	rejections  sync.Map // scheduler.Reason → *atomic.Int64
-	routed      sync.Map // endpoint ID → *atomic.Int64
+	rejections  sync.Map                 // scheduler.Reason → *atomic.Int64
+	mu          sync.RWMutex             // guards routed (the map, not the counters)
+	routed      map[string]*atomic.Int64 // by endpoint ID
 	retries     atomic.Int64
-	completed   sync.Map     // status class ("2xx", "error") → *atomic.Int64
-	promptToks  atomic.Int64 // prompt tokens of routed requests
-	cachedToks  atomic.Int64 // of which the chosen endpoint held (predicted)
-	usagePrompt atomic.Int64 // prompt tokens reported by servers
-	usageCached atomic.Int64 // cached tokens reported by servers
-	usageOutput atomic.Int64 // completion tokens reported by servers
+	completed   [6]atomic.Int64 // by status class: error, 1xx … 5xx
+	promptToks  atomic.Int64    // prompt tokens of routed requests
+	cachedToks  atomic.Int64    // of which the chosen endpoint held (predicted)
+	usagePrompt atomic.Int64    // prompt tokens reported by servers
+	usageCached atomic.Int64    // cached tokens reported by servers
+	usageOutput atomic.Int64    // completion tokens reported by servers
 
 	decisionLatency histogram // routing overhead, flow-control wait excluded
 	flowWait        histogram
@@ -43,7 +44,7 @@ type Metrics struct {
 // NewMetrics returns metrics that also report p's per-endpoint state and
 // fc's queue (fc may be nil) when written.
 func NewMetrics(p *pool.Pool, fc *scheduler.FlowControl) *Metrics {
-	m := &Metrics{pool: p, flow: fc}
+	m := &Metrics{pool: p, flow: fc, routed: make(map[string]*atomic.Int64)}
 	m.decisionLatency.init(decisionBuckets)
 	m.flowWait.init(waitBuckets)
 	m.ttft.init(waitBuckets)
@@ -75,7 +76,7 @@ func (m *Metrics) decided(f *Flight) {
 		return
 	}
 	m.decisions.Add(1)
-	counter(&m.routed, f.Endpoint.ID).Add(1)
+	m.routedCounter(f.Endpoint.ID).Add(1)
 	m.promptToks.Add(int64(f.Request.PromptLen()))
 	m.cachedToks.Add(int64(f.Request.PromptLen() - f.Decision.UncachedTokens))
 	m.decisionLatency.observe(f.Overhead().Seconds())
@@ -102,11 +103,11 @@ func (m *Metrics) ended(_ *Flight, o Outcome) {
 	if m == nil {
 		return
 	}
-	class := "error"
-	if o.Err == nil && o.Status > 0 {
-		class = strconv.Itoa(o.Status/100) + "xx"
+	class := 0
+	if o.Err == nil && o.Status >= 100 && o.Status < 600 {
+		class = o.Status / 100
 	}
-	counter(&m.completed, class).Add(1)
+	m.completed[class].Add(1)
 	if o.HasUsage {
 		m.usagePrompt.Add(int64(o.Usage.PromptTokens))
 		m.usageCached.Add(int64(o.Usage.CachedTokens))
@@ -114,13 +115,32 @@ func (m *Metrics) ended(_ *Flight, o Outcome) {
 	}
 }
 
+// routedCounter returns the endpoint's counter, creating it on first use.
+func (m *Metrics) routedCounter(id string) *atomic.Int64 {
+	m.mu.RLock()
+	c := m.routed[id]
+	m.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c = m.routed[id]; c == nil {
+		c = new(atomic.Int64)
+		m.routed[id] = c
+	}
+	return c
+}
+
 // Routed returns how many requests were routed to the endpoint with ID id.
 func (m *Metrics) Routed(id string) int64 {
 	if m == nil {
 		return 0
 	}
-	if c, ok := m.routed.Load(id); ok {
-		return c.(*atomic.Int64).Load()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if c := m.routed[id]; c != nil {
+		return c.Load()
 	}
 	return 0
 }
@@ -153,13 +173,26 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 		p("routekit_rejections_total{reason=%q} %d\n", kv.k, kv.v)
 	}
 	p("# HELP routekit_routed_requests_total Requests routed, by endpoint.\n# TYPE routekit_routed_requests_total counter\n")
-	for _, kv := range sorted(&m.routed) {
-		p("routekit_routed_requests_total{endpoint=%q} %d\n", kv.k, kv.v)
+	m.mu.RLock()
+	ids := make([]string, 0, len(m.routed))
+	for id := range m.routed {
+		ids = append(ids, id)
+	}
+	m.mu.RUnlock()
+	slices.Sort(ids)
+	for _, id := range ids {
+		p("routekit_routed_requests_total{endpoint=%q} %d\n", id, m.Routed(id))
 	}
 	p("# HELP routekit_retries_total Requests moved to a fallback endpoint.\n# TYPE routekit_retries_total counter\nroutekit_retries_total %d\n", m.retries.Load())
 	p("# HELP routekit_completed_requests_total Requests ended, by upstream status class.\n# TYPE routekit_completed_requests_total counter\n")
-	for _, kv := range sorted(&m.completed) {
-		p("routekit_completed_requests_total{status=%q} %d\n", kv.k, kv.v)
+	for class := range m.completed {
+		name := "error"
+		if class > 0 {
+			name = strconv.Itoa(class) + "xx"
+		}
+		if n := m.completed[class].Load(); n > 0 {
+			p("routekit_completed_requests_total{status=%q} %d\n", name, n)
+		}
 	}
 	p("# HELP routekit_prompt_tokens_total Prompt tokens of routed requests.\n# TYPE routekit_prompt_tokens_total counter\nroutekit_prompt_tokens_total %d\n", m.promptToks.Load())
 	p("# HELP routekit_prefix_hit_tokens_total Prompt tokens the chosen endpoint held in cache, by the index.\n# TYPE routekit_prefix_hit_tokens_total counter\nroutekit_prefix_hit_tokens_total %d\n", m.cachedToks.Load())

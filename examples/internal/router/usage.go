@@ -29,25 +29,95 @@ type usageJSON struct {
 // ParseUsage reads the usage object of a complete (non-streamed) JSON
 // response body. It reports false when there is none or the body is not JSON.
 func ParseUsage(body []byte) (Usage, bool) {
-	// Fast path: decode just the object after the last "usage" key (vLLM
-	// puts it last); fall back to the whole document if that is not it.
-	if i := bytes.LastIndex(body, []byte(`"usage"`)); i >= 0 {
-		rest := bytes.TrimLeft(body[i+len(`"usage"`):], " \t\r\n")
-		if len(rest) > 0 && rest[0] == ':' {
-			var u usageJSON
-			dec := json.NewDecoder(bytes.NewReader(rest[1:]))
-			if err := dec.Decode(&u.Usage); err == nil && u.Usage != nil && validJSON(body) {
-				return u.usage(), true
-			}
-		}
-	} else {
+	// Fast path, without allocating: read the object after the last "usage"
+	// key (vLLM puts it last); fall back to decoding the whole document.
+	i := bytes.LastIndex(body, []byte(`"usage"`))
+	if i < 0 {
 		return Usage{}, false
+	}
+	if u, ok := scanUsage(body[i+len(`"usage"`):]); ok && json.Valid(body) {
+		return u, true
 	}
 	var v usageJSON
 	if err := json.Unmarshal(body, &v); err != nil || v.Usage == nil {
 		return Usage{}, false
 	}
 	return v.usage(), true
+}
+
+// scanUsage reads `: {...}` (the usage object) from the start of b: its
+// token counts, wherever they are inside it. It reports false if b does not
+// start with an object or a count is not a non-negative integer.
+func scanUsage(b []byte) (Usage, bool) {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 || b[0] != ':' {
+		return Usage{}, false
+	}
+	b = bytes.TrimLeft(b[1:], " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return Usage{}, false
+	}
+	end := objectEnd(b)
+	if end < 0 {
+		return Usage{}, false
+	}
+	obj := b[:end]
+	var u Usage
+	for _, f := range [...]struct {
+		key string
+		dst *int
+	}{{`"prompt_tokens"`, &u.PromptTokens}, {`"completion_tokens"`, &u.CompletionTokens},
+		{`"total_tokens"`, &u.TotalTokens}, {`"cached_tokens"`, &u.CachedTokens}} {
+		j := bytes.Index(obj, []byte(f.key))
+		if j < 0 {
+			continue
+		}
+		rest := bytes.TrimLeft(obj[j+len(f.key):], " \t\r\n")
+		if len(rest) == 0 || rest[0] != ':' {
+			return Usage{}, false
+		}
+		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+		if bytes.HasPrefix(rest, []byte("null")) {
+			continue
+		}
+		n, k := 0, 0
+		for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' && k < 18 {
+			n = n*10 + int(rest[k]-'0')
+			k++
+		}
+		if k == 0 {
+			return Usage{}, false
+		}
+		*f.dst = n
+	}
+	return u, true
+}
+
+// objectEnd returns the index just past the JSON object starting at b[0],
+// skipping strings, or -1 if it does not end.
+func objectEnd(b []byte) int {
+	depth, inStr := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inStr:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
 }
 
 func (v *usageJSON) usage() Usage {
@@ -57,9 +127,6 @@ func (v *usageJSON) usage() Usage {
 	}
 	return u
 }
-
-// validJSON reports whether body is one JSON value, without decoding it.
-func validJSON(body []byte) bool { return json.Valid(body) }
 
 // maxSSELine bounds the bytes an [SSEScanner] buffers for one line; longer
 // lines (which carry no usage worth reading) are skipped.

@@ -18,6 +18,9 @@ func TestParseUsage(t *testing.T) {
 	}{
 		{"full", `{"id":"x","usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":8}}}`,
 			router.Usage{PromptTokens: 10, CompletionTokens: 3, TotalTokens: 13, CachedTokens: 8}, true},
+		{"null details, spaces", `{"usage" : { "prompt_tokens" : 7 , "completion_tokens":0,"total_tokens":7,"prompt_tokens_details":null}}`,
+			router.Usage{PromptTokens: 7, TotalTokens: 7}, true},
+		{"not a number", `{"usage":{"prompt_tokens":"7"}}`, router.Usage{}, false},
 		{"no details", `{"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`,
 			router.Usage{PromptTokens: 1, CompletionTokens: 2, TotalTokens: 3}, true},
 		{"null usage", `{"usage":null}`, router.Usage{}, false},
