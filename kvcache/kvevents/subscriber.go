@@ -232,6 +232,7 @@ type source struct {
 	lastLive uint64 // newest sequence number received live
 	// disconnected: the connection dropped since the last live message
 	disconnected bool
+	catchUps     int // proactive replays repeated while no live message came
 	replaying    bool
 	pending      []message
 	coolUntil    time.Time
@@ -642,15 +643,22 @@ func (s *Subscriber) shardLoop(rs *runState, ch chan item) {
 			case itemLive:
 				s.live(rs, it.src, it.msg, &b)
 			case itemReplay:
-				s.replayDone(it, &b)
+				s.replayDone(rs, it, &b)
 			case itemDisconnect:
 				it.src.disconnected = true
 			case itemConnected:
 				// Fetch what the publisher buffered before we subscribed, as
 				// llm-d does: no later message may come to reveal the gap.
+				// Until a live message arrives, this repeats a few times (see
+				// replayDone) to cover the window in which the subscription
+				// has not reached the publisher yet.
 				sr := it.src
-				if !sr.dropped && !sr.has && !sr.replaying && sr.ReplayEndpoint != "" && !s.cfg.clock().Before(sr.coolUntil) {
-					s.startReplay(rs, sr, 0, nil)
+				if !sr.dropped && !sr.hasLive && !sr.replaying && sr.ReplayEndpoint != "" && !s.cfg.clock().Before(sr.coolUntil) {
+					from := uint64(0)
+					if sr.has {
+						from = sr.last + 1
+					}
+					s.startReplay(rs, sr, from, nil)
 				}
 			case itemDrop:
 				it.src.dropped = true
@@ -833,6 +841,12 @@ func (s *Subscriber) startReplay(rs *runState, sr *source, from uint64, trigger 
 
 var errReplayTimeout = errors.New("kvevents: replay timed out")
 
+// Catch-up replays after connecting, until the first live message.
+const (
+	maxCatchUps  = 3
+	catchUpDelay = 500 * time.Millisecond
+)
+
 // fetchReplay fetches the messages from `from` on, within the total time
 // limit. A failed attempt is retried after 100 ms from where it stopped;
 // three attempts in a row without progress give up.
@@ -941,11 +955,27 @@ func (s *Subscriber) replayAttempt(ctx context.Context, endpoint string, from ui
 
 // replayDone applies a replay's messages, then the live messages that
 // waited for it.
-func (s *Subscriber) replayDone(it item, b *Batch) {
+func (s *Subscriber) replayDone(rs *runState, it item, b *Batch) {
 	sr := it.src
 	sr.replaying = false
 	if sr.dropped {
 		return
+	}
+	if it.proactive && it.err == nil && !sr.hasLive && sr.catchUps < maxCatchUps {
+		sr.catchUps++
+		rs.wg.Add(1)
+		go func() {
+			defer rs.wg.Done()
+			select {
+			case <-time.After(catchUpDelay):
+			case <-rs.ctx.Done():
+				return
+			}
+			select {
+			case rs.shards[sr.shard] <- item{kind: itemConnected, src: sr}:
+			case <-rs.ctx.Done():
+			}
+		}()
 	}
 	pending := sr.pending
 	sr.pending = nil

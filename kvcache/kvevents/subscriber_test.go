@@ -554,3 +554,21 @@ func TestWriteMetrics(t *testing.T) {
 	_, ok = s.SourceStats("nope")
 	assert.False(t, ok)
 }
+
+// TestLateJoinSingleBatch: an engine publishes one batch just as the
+// subscriber connects, then goes quiet. Whether PUB delivered it or dropped
+// it before the subscription arrived, the subscriber applies it: live, or
+// through the catch-up replays it makes until a live message arrives.
+func TestLateJoinSingleBatch(t *testing.T) {
+	p := newPublisher(t, kvpublish.Config{ReplayEndpoint: "tcp://127.0.0.1:0"})
+	runPublisher(t, p)
+	idx := &fakeIndex{}
+	sub := newSubscriber(t, idx)
+	require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: p.Endpoint(), ReplayEndpoint: p.ReplayEndpoint()}))
+	runSubscriber(t, sub)
+	waitFor(t, 10*time.Second, "connection", func() bool { return sub.Stats().Replays >= 1 })
+	_, err := p.Publish(storedBatch(42, "GPU"), kvevents.MapCurrent)
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "the single batch", func() bool { return len(idx.storedFirsts("a")) == 1 })
+	assert.Equal(t, []uint64{42}, idx.storedFirsts("a"))
+}
