@@ -32,7 +32,10 @@
 // engine's ROUTER; both of vLLM's reply layouts), at most 8 at once and
 // each bounded in time, retried when it stalls; while it runs the source's
 // live messages wait. On connecting, a subscriber also asks for the
-// history the engine still buffers.
+// history the engine still buffers, and asks again (up to 3 times, 500 ms
+// apart) until a live message arrives: messages published before the
+// subscription reaches the engine are dropped by PUB, and an engine that
+// then goes quiet would send nothing to reveal the gap.
 // A sequence that goes back, or a jump after a disconnection, means the
 // engine restarted: its blocks are cleared and its buffered history
 // replayed. A gap that replay cannot fill clears the source. Two watermarks
