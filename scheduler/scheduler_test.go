@@ -305,6 +305,10 @@ func TestDisaggregated(t *testing.T) {
 		r := d.Result("prefill")
 		require.NotNil(t, r)
 		assert.ErrorIs(t, r.Err, ErrAllFiltered)
+		var sb strings.Builder
+		require.NoError(t, d.Explain(&sb))
+		assert.Contains(t, sb.String(), "profile decode")
+		assert.Contains(t, sb.String(), "profile prefill failed")
 	})
 	t.Run("failed decode fails", func(t *testing.T) {
 		only, _ := fleet(t, ep{id: "p1", role: pool.RolePrefill})
