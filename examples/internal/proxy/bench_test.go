@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,15 @@ func (memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: 200, Header: h, Body: io.NopCloser(strings.NewReader(benchReply)),
 		ContentLength: int64(len(benchReply)), Request: r, ProtoMajor: 1, ProtoMinor: 1}, nil
 }
+
+// testBuffers pools 32 KiB copy buffers, as the gateway does, so that the
+// "reverseproxy+bufferpool" baseline differs from the gateway by routing only.
+type testBuffers struct{}
+
+var testPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (testBuffers) Get() []byte  { return *testPool.Get().(*[]byte) }
+func (testBuffers) Put(b []byte) { testPool.Put(&b) }
 
 // BenchmarkHandler compares the gateway's handler (routing on: parse,
 // tokenize, hash, index, flow control, schedule, accounting, speculative
@@ -63,6 +73,7 @@ func BenchmarkHandler(b *testing.B) {
 		pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "10.0.0.1:8000"
 		pr.SetXForwarded()
 	}}
+	pooled := &httputil.ReverseProxy{Transport: memTransport{}, Rewrite: bare.Rewrite, BufferPool: testBuffers{}}
 	bodies := make([][]byte, 64)
 	for i := range bodies {
 		prompt := (fmt.Sprintf("%08d ", i*7919) + strings.Repeat("lorem ipsum dolor sit amet ", 10))[:256]
@@ -71,7 +82,7 @@ func BenchmarkHandler(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		h    http.Handler
-	}{{"bare-reverseproxy", bare}, {"gateway", gw}} {
+	}{{"bare-reverseproxy", bare}, {"reverseproxy+bufferpool", pooled}, {"gateway", gw}} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
