@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -79,6 +78,7 @@ type stream struct {
 	path      string
 	body      []byte
 	routed    bool
+	newID     string // x-request-id generated here, to pass upstream
 	subset    []string
 	hasSubset bool
 
@@ -120,7 +120,8 @@ func (st *stream) run(ctx context.Context, recv func() (*extprocv3.ProcessingReq
 			st.headers = headerMap(v.RequestHeaders.GetHeaders())
 			st.path = st.headers.Get(":path")
 			if st.headers.Get(router.HeaderRequestID) == "" {
-				st.headers.Set(router.HeaderRequestID, newRequestID())
+				st.newID = router.NewRequestID()
+				st.headers.Set(router.HeaderRequestID, st.newID)
 			}
 			if v.RequestHeaders.GetEndOfStream() { // no body (GET /v1/models, ...)
 				if err := st.routeWithoutBody(); err != nil {
@@ -222,7 +223,7 @@ func (st *stream) route(ctx context.Context, bodyEnd bool) (done bool, err error
 		}
 		dest = ep.Address
 	}
-	if err := st.send(headersResponse(dest)); err != nil {
+	if err := st.send(headersResponse(dest, st.newID)); err != nil {
 		return false, err
 	}
 	return false, st.sendBody(st.body, bodyEnd, true)
@@ -235,7 +236,7 @@ func (st *stream) routeWithoutBody() error {
 	if err != nil {
 		return st.reject(http.StatusServiceUnavailable, string(scheduler.ReasonNoEndpoints), err)
 	}
-	return st.send(headersResponse(ep.Address))
+	return st.send(headersResponse(ep.Address, st.newID))
 }
 
 // pickAny chooses the least-loaded endpoint allowed by the subset hint,
@@ -266,17 +267,23 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func headersResponse(dest string) *extprocv3.ProcessingResponse {
+// headersResponse sets the destination (header and metadata) and, when the
+// request came without one, the x-request-id the picker generated.
+func headersResponse(dest, requestID string) *extprocv3.ProcessingResponse {
 	md, _ := structpb.NewStruct(map[string]any{metadataLB: map[string]any{headerDestination: dest}})
+	set := []*corev3.HeaderValueOption{{
+		Header:       &corev3.HeaderValue{Key: headerDestination, RawValue: []byte(dest)},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}}
+	if requestID != "" {
+		set = append(set, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: "x-request-id", RawValue: []byte(requestID)},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
-			Response: &extprocv3.CommonResponse{
-				ClearRouteCache: true,
-				HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
-					Header:       &corev3.HeaderValue{Key: headerDestination, RawValue: []byte(dest)},
-					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-				}}},
-			},
+			Response: &extprocv3.CommonResponse{ClearRouteCache: true, HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: set}},
 		}},
 		DynamicMetadata: md,
 	}
@@ -407,11 +414,4 @@ func headerMap(hm *corev3.HeaderMap) http.Header {
 		h.Add(hv.GetKey(), v)
 	}
 	return h
-}
-
-var reqSeq atomic.Uint64
-
-// newRequestID returns a fresh x-request-id.
-func newRequestID() string {
-	return fmt.Sprintf("rk-%016x-%d", rand.Uint64(), reqSeq.Add(1))
 }

@@ -133,6 +133,9 @@ func (h *Handler) inference(api router.API) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, string(scheduler.ReasonBadRequest), fmt.Errorf("reading body: %w", err))
 			return
 		}
+		if r.Header.Get(router.HeaderRequestID) == "" { // forwarded upstream too
+			r.Header.Set(router.HeaderRequestID, router.NewRequestID())
+		}
 		f, err := h.rt.Route(r.Context(), &router.Input{API: api, Body: body, Header: r.Header})
 		if err != nil {
 			writeError(w, router.Status(err), string(router.Reason(err)), err)

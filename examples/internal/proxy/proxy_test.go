@@ -134,10 +134,12 @@ func TestStreamingPassesThroughChunkByChunk(t *testing.T) {
 	// go-ahead before the next. The client must see each event before the
 	// upstream writes the next one.
 	step := make(chan struct{})
+	gotID := make(chan string, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" {
 			return
 		}
+		gotID <- r.Header.Get(router.HeaderRequestID)
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := range 3 {
 			fmt.Fprintf(w, "data: {\"choices\":[{\"text\":\"t%d\"}],\"usage\":null}\n\n", i)
@@ -166,6 +168,7 @@ func TestStreamingPassesThroughChunkByChunk(t *testing.T) {
 	rest, err := io.ReadAll(rd)
 	require.NoError(t, err)
 	assert.Contains(t, string(rest), "[DONE]")
+	assert.Regexp(t, `^rk-[0-9a-f]{12}-\d+$`, <-gotID, "the gateway gave the request an id, upstream too")
 	require.Eventually(t, func() bool {
 		return strings.Contains(metricsText(t, gwSrv.URL), `routekit_usage_tokens_total{kind="completion"} 3`)
 	},

@@ -2,12 +2,15 @@ package router
 
 import (
 	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/routekit/routekit/kvcache"
@@ -119,6 +122,21 @@ const (
 	HeaderPriority = "X-Routekit-Priority"
 	// HeaderSession is the session-affinity key.
 	HeaderSession = "X-Session-Id"
+)
+
+// NewRequestID returns a fresh x-request-id: a random per-process prefix and
+// a counter (unique, cheap, and sortable in logs of one process).
+func NewRequestID() string {
+	return reqPrefix + strconv.FormatUint(reqSeq.Add(1), 10)
+}
+
+var (
+	reqPrefix = func() string {
+		var b [6]byte
+		_, _ = cryptorand.Read(b[:])
+		return "rk-" + hex.EncodeToString(b[:]) + "-"
+	}()
+	reqSeq atomic.Uint64
 )
 
 // ErrSubsetEmpty is returned when the subset hint names no known endpoint.
