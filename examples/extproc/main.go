@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9090", "HTTP address for /metrics and /debug/decisions ('' to disable)")
 	fallbacks := fs.Bool("destination-fallbacks", false, "list fallback endpoints after the chosen one in x-gateway-destination-endpoint (for Envoy's override_host policy; ORIGINAL_DST takes one address)")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "how long shutdown waits for streams in flight")
+	grace := fs.Duration("shutdown-grace", 5*time.Second, "how long to keep serving after reporting NOT_SERVING, so that health checkers notice")
 	cfgFn := fleet.Flags(fs)
 	var pol router.Policy
 	pol.RegisterFlags(fs)
@@ -114,7 +115,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdown(gs, hs, rt, *drain)
+	shutdown(gs, hs, rt, *grace, *drain)
 	return nil
 }
 
@@ -131,11 +132,13 @@ func newGRPCServer(s *Server) (*grpc.Server, *health.Server) {
 	return gs, hs
 }
 
-// shutdown reports NOT_SERVING (so Envoy and Kubernetes stop sending), closes
-// flow control (waiting requests get 503), and lets streams in flight finish
-// for up to drain.
-func shutdown(gs *grpc.Server, hs *health.Server, rt *router.Router, drain time.Duration) {
+// shutdown reports NOT_SERVING (so Envoy and Kubernetes stop sending) and
+// keeps serving for grace while they notice; then it closes flow control
+// (waiting requests get 503), stops taking streams and lets the ones in
+// flight finish for up to drain.
+func shutdown(gs *grpc.Server, hs *health.Server, rt *router.Router, grace, drain time.Duration) {
 	hs.Shutdown()
+	time.Sleep(grace)
 	if fc := rt.Flow(); fc != nil {
 		fc.Close()
 	}

@@ -36,7 +36,7 @@ func TestRun(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-embedded", "2"}, out)
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-embedded", "2", "-shutdown-grace", "0"}, out)
 	}()
 	re := regexp.MustCompile(`picker on (127\.0\.0\.1:\d+) \(grpc\), metrics on (http://\S+)`)
 	var m []string

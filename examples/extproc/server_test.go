@@ -392,3 +392,54 @@ func TestHealth(t *testing.T) {
 		assert.Equal(t, healthpb.HealthCheckResponse_SERVING, r.GetStatus(), svc)
 	}
 }
+
+func TestShutdownDrainsStreams(t *testing.T) {
+	p := pool.New()
+	require.NoError(t, p.Store(pool.Endpoint{ID: "ep-0", Address: "10.2.0.1:8000", Models: []string{"m"}}))
+	ep, _ := p.Load("ep-0")
+	ep.StoreMetrics(pool.Metrics{ScrapedAt: time.Now()})
+	s, fc, err := router.Policy{}.Build(p, nil)
+	require.NoError(t, err)
+	rt, err := router.New(p, s, router.WithFlowControl(fc),
+		router.WithTokenizer(&router.Local{Encoder: router.Bytes{}, Template: router.ChatML}))
+	require.NoError(t, err)
+	gs, hs := newGRPCServer(NewServer(rt, false))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = gs.Serve(ln) }()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	h := &harness{pool: p, conn: conn, client: extprocv3.NewExternalProcessorClient(conn)}
+
+	e := h.open(t)
+	e.requestHeaders("/v1/completions", false, nil)
+	e.requestBody(completionBody("in flight at shutdown", true), true)
+	e.routed(true)
+	e.responseHeaders("200", "text/event-stream", nil)
+	require.NotNil(t, e.recv().GetResponseHeaders())
+
+	stopped := make(chan struct{})
+	go func() { shutdown(gs, hs, rt, time.Second, 20*time.Second); close(stopped) }()
+	hc := healthpb.NewHealthClient(conn)
+	require.Eventually(t, func() bool {
+		r, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "readiness"})
+		return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
+	}, time.Second, 5*time.Millisecond, "readiness turns NOT_SERVING first, during the grace period")
+	select {
+	case <-stopped:
+		t.Fatal("shutdown did not wait for the stream in flight")
+	case <-time.After(1500 * time.Millisecond): // past the grace period: now draining
+	}
+	e.responseBody([]byte("data: [DONE]\n\n"), true)
+	assert.True(t, e.recv().GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetEndOfStream())
+	require.NoError(t, e.stream.CloseSend())
+	_, err = e.stream.Recv()
+	assert.Error(t, err, "the server closes the stream after the last message")
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("shutdown did not finish after the stream ended")
+	}
+	assert.Zero(t, ep.Load().Requests)
+}
