@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/routekit/routekit/examples/internal/fleet"
 	"github.com/routekit/routekit/examples/internal/proxy"
 )
 
@@ -134,4 +135,14 @@ func TestRunRejectsBadFlags(t *testing.T) {
 			assert.Contains(t, err.Error()+out.String(), tt.want)
 		})
 	}
+}
+
+// TestExampleConfig keeps fleet.example.json (referenced by the README) valid.
+func TestExampleConfig(t *testing.T) {
+	c, err := fleet.Load("fleet.example.json")
+	require.NoError(t, err)
+	assert.Equal(t, "Qwen/Qwen3-8B", c.Model)
+	require.Len(t, c.Endpoints, 3)
+	assert.Equal(t, "tcp://10.0.0.7:5557", c.Endpoints[0].KVEvents)
+	assert.Empty(t, c.Endpoints[2].KVEvents)
 }
