@@ -37,7 +37,9 @@
 // safe for concurrent use. Membership changes publish a new immutable
 // [Snapshot] through an atomic pointer; readers never lock. Live numbers are
 // atomics or atomically swapped immutable values. Removal callbacks run in
-// order and never under a lock. [Scraper.Run] is the only background work and
+// order and never under a lock. A loop that follows membership (additions
+// included) waits on [Snapshot.Changed], which is closed when a newer
+// snapshot is published, then reads [Pool.Snapshot] again. [Scraper.Run] is the only background work and
 // runs on the caller's goroutine until its context is done.
 //
 // What it does not do: discover endpoints (feed it from Kubernetes, a file or

@@ -77,3 +77,32 @@ vllm:cache_config_info{block_size="16",engine="1",num_gpu_blocks="28672"} 1.0
 	// capacity 57344 blocks of 16 tokens = 917504
 	// scraped 2026-01-01T00:00:00Z err <nil> stale false
 }
+
+// A background loop that follows membership without polling: act on a
+// snapshot, wait until it is superseded, read the pool again.
+func ExampleSnapshot_Changed() {
+	p := pool.New()
+	ready, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		snap := p.Snapshot()
+		close(ready)
+		for snap.Len() < 2 {
+			<-snap.Changed()
+			next := p.Snapshot()
+			for _, e := range next.Endpoints() {
+				if _, ok := snap.Load(e.ID); !ok {
+					fmt.Println("added", e.ID)
+				}
+			}
+			snap = next
+		}
+	}()
+	<-ready
+	_ = p.Store(pool.Endpoint{ID: "vllm-0", Address: "10.0.0.7:8000"})
+	_ = p.Store(pool.Endpoint{ID: "vllm-1", Address: "10.0.0.8:8000"})
+	<-done
+	// Output:
+	// added vllm-0
+	// added vllm-1
+}

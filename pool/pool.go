@@ -37,7 +37,7 @@ type subscriber struct {
 // New returns an empty pool.
 func New() *Pool {
 	p := &Pool{}
-	p.snap.Store(&Snapshot{})
+	p.snap.Store(&Snapshot{changed: make(chan struct{})})
 	return p
 }
 
@@ -158,7 +158,8 @@ func (p *Pool) Replace(eps []Endpoint) error {
 // held, on the goroutine of some Delete or Replace call; f may itself call the
 // pool. A Delete can return before f has seen its removal when another
 // goroutine is delivering. After cancel returns, f is not called for removals
-// that happen later.
+// that happen later. To follow additions as well, wait on
+// [Snapshot.Changed].
 func (p *Pool) OnRemove(f func(ep *Endpoint)) (cancel func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -172,9 +173,10 @@ func (p *Pool) OnRemove(f func(ep *Endpoint)) (cancel func()) {
 	}
 }
 
-// publish stores a new snapshot; p.mu must be held.
+// publish stores a new snapshot and then tells waiters on the old one's
+// Changed channel; p.mu must be held.
 func (p *Pool) publish(old *Snapshot, eps []*Endpoint) {
-	s := &Snapshot{eps: eps, version: old.version + 1}
+	s := &Snapshot{eps: eps, version: old.version + 1, changed: make(chan struct{})}
 	if len(eps) > 0 {
 		s.byID = make(map[string]int, len(eps))
 		for i, e := range eps {
@@ -182,6 +184,7 @@ func (p *Pool) publish(old *Snapshot, eps []*Endpoint) {
 		}
 	}
 	p.snap.Store(s)
+	close(old.changed)
 }
 
 // unlockAndDeliver releases p.mu and, unless another goroutine is already
@@ -217,6 +220,7 @@ type Snapshot struct {
 	eps     []*Endpoint
 	byID    map[string]int
 	version uint64
+	changed chan struct{} // closed when the next snapshot is published
 }
 
 // Endpoints returns the endpoints sorted by ID. The slice is shared: do not
@@ -228,6 +232,23 @@ func (s *Snapshot) Len() int { return len(s.eps) }
 
 // Version increases with every published change of membership or description.
 func (s *Snapshot) Version() uint64 { return s.version }
+
+// Changed returns a channel that is closed once the pool has published a
+// newer snapshot (an endpoint was added, removed or its description
+// updated; live state such as metrics and load does not count). By the time
+// a receive from it succeeds, [Pool.Snapshot] returns a newer snapshot.
+//
+// It is how a background loop follows membership without polling and
+// without a callback: read a snapshot, act on it, then wait on its Changed
+// channel and read the pool again. Changes that happen while the loop is
+// busy are never missed; several of them coalesce into one wake-up, and the
+// loop sees the newest membership. To learn which endpoints were added or
+// removed, compare the two snapshots (for example with Load). Waiting costs
+// the pool one channel per published snapshot: there is no subscription
+// to cancel, no callback and no goroutine.
+//
+// A Snapshot not obtained from a Pool returns nil, which blocks forever.
+func (s *Snapshot) Changed() <-chan struct{} { return s.changed }
 
 // Load returns the endpoint with the given ID.
 func (s *Snapshot) Load(id string) (*Endpoint, bool) {

@@ -1,11 +1,13 @@
 package pool_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -387,4 +389,147 @@ func TestEngineText(t *testing.T) {
 	}
 	var e pool.Engine
 	assert.ErrorContains(t, e.UnmarshalText([]byte("trtllm")), `unknown engine "trtllm"`)
+}
+
+// changed reports whether s's Changed channel is closed.
+func changed(s *pool.Snapshot) bool {
+	select {
+	case <-s.Changed():
+		return true
+	default:
+		return false
+	}
+}
+
+// TestSnapshotChanged: every published change of membership or description
+// closes the previous snapshot's Changed channel, after the new snapshot is
+// visible; no-op writes, failed writes and live-state updates do not.
+func TestSnapshotChanged(t *testing.T) {
+	relabeled := ep("a")
+	relabeled.Labels = map[string]string{"zone": "b"}
+	tests := []struct {
+		name    string
+		op      func(p *pool.Pool) error
+		wantErr bool
+		changed bool
+	}{
+		{"store new", func(p *pool.Pool) error { return p.Store(ep("c")) }, false, true},
+		{"store same", func(p *pool.Pool) error { return p.Store(ep("a")) }, false, false},
+		{"store new description", func(p *pool.Pool) error { return p.Store(relabeled) }, false, true},
+		{"store invalid", func(p *pool.Pool) error { return p.Store(pool.Endpoint{}) }, true, false},
+		{"delete", func(p *pool.Pool) error { return p.Delete("a") }, false, true},
+		{"delete missing", func(p *pool.Pool) error { return p.Delete("zz") }, true, false},
+		{"replace same", func(p *pool.Pool) error { return p.Replace([]pool.Endpoint{ep("b"), ep("a")}) }, false, false},
+		{"replace add", func(p *pool.Pool) error { return p.Replace([]pool.Endpoint{ep("a"), ep("b"), ep("c")}) }, false, true},
+		{"replace remove", func(p *pool.Pool) error { return p.Replace([]pool.Endpoint{ep("b")}) }, false, true},
+		{"replace duplicate", func(p *pool.Pool) error { return p.Replace([]pool.Endpoint{ep("b"), ep("b")}) }, true, false},
+		{"live state", func(p *pool.Pool) error {
+			e, _ := p.Load("a")
+			e.StoreMetrics(pool.Metrics{Waiting: 3})
+			f := e.Dispatch(10)
+			f.End()
+			return nil
+		}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pool.New()
+			require.NoError(t, p.Replace([]pool.Endpoint{ep("a"), ep("b")}))
+			before := p.Snapshot()
+			require.False(t, changed(before))
+
+			err := tt.op(p)
+			if tt.wantErr {
+				assert.Error(t, err)
+			} else {
+				assert.NoError(t, err)
+			}
+			assert.Equal(t, tt.changed, changed(before))
+			after := p.Snapshot()
+			if tt.changed {
+				assert.NotSame(t, before, after)
+				assert.Greater(t, after.Version(), before.Version())
+			} else {
+				assert.Same(t, before, after)
+			}
+			assert.False(t, changed(after), "the newest snapshot has not changed")
+		})
+	}
+}
+
+func TestSnapshotChangedOutsidePool(t *testing.T) {
+	assert.Nil(t, (&pool.Snapshot{}).Changed(), "a snapshot not from a pool never reports a change")
+}
+
+// TestFollowMembership: a loop that waits on Changed and re-reads the pool
+// sees every endpoint that was added (and no longer sees removed ones)
+// while writers churn concurrently, under -race. Changes made while the
+// follower is busy coalesce, but the newest membership is never missed.
+func TestFollowMembership(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := pool.New()
+		ctx, cancel := context.WithCancel(t.Context())
+		var (
+			mu       sync.Mutex
+			seen     = map[string]bool{} // every ID the follower ever saw
+			last     *pool.Snapshot
+			wakeups  int
+			follower = make(chan struct{})
+		)
+		go func() {
+			defer close(follower)
+			snap := p.Snapshot()
+			for {
+				mu.Lock()
+				for _, e := range snap.Endpoints() {
+					seen[e.ID] = true
+				}
+				last = snap
+				mu.Unlock()
+				select {
+				case <-ctx.Done():
+					return
+				case <-snap.Changed():
+					wakeups++
+					snap = p.Snapshot()
+				}
+			}
+		}()
+
+		// One change, waited for: the follower sees it without any time passing.
+		start := time.Now()
+		require.NoError(t, p.Store(ep("first")))
+		synctest.Wait()
+		mu.Lock()
+		assert.True(t, seen["first"])
+		assert.Same(t, p.Snapshot(), last)
+		mu.Unlock()
+		assert.Zero(t, time.Since(start), "reacting took no (fake) time: nothing polls")
+
+		// Concurrent writers.
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := range 200 {
+					id := fmt.Sprintf("w%d-%d", w, i)
+					assert.NoError(t, p.Store(ep(id)))
+					if i%3 == 0 {
+						assert.NoError(t, p.Delete(id))
+					}
+				}
+			})
+		}
+		wg.Wait()
+		synctest.Wait()
+		mu.Lock()
+		assert.Same(t, p.Snapshot(), last, "the follower ends on the newest snapshot")
+		for _, e := range p.Snapshot().Endpoints() {
+			assert.True(t, seen[e.ID], e.ID)
+		}
+		assert.Equal(t, 4*133+1, p.Snapshot().Len()) // each writer keeps 133 of 200, plus "first"
+		mu.Unlock()
+		cancel()
+		<-follower
+		assert.Positive(t, wakeups)
+	})
 }
