@@ -170,9 +170,7 @@ func measure(ctx context.Context, o options) ([]result, error) {
 
 	// The gateway: scraper, KV index (approximate mode: speculative entries
 	// only, the backends publish no events), router, proxy handler.
-	// net/http's client for scrapes: the pool's own HTTP/1.1 client can crash
-	// when its context is cancelled mid-scrape (see the examples report).
-	sc, err := pool.NewScraper(p, pool.WithInterval(50*time.Millisecond), pool.WithHTTPClient(&http.Client{}))
+	sc, err := pool.NewScraper(p, pool.WithInterval(50*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -243,10 +242,7 @@ func (f *Fleet) build(cfg Config, eps []Endpoint) error {
 			return fmt.Errorf("fleet: %w", err)
 		}
 	}
-	// net/http's client, not the pool's own HTTP/1.1 client: at HEAD (ba72e64)
-	// the latter's cancellation callback can dereference a connection that
-	// was just closed, which crashes the process when Run's context ends.
-	scrapeOpts := []pool.Option{pool.WithInterval(time.Duration(cfg.ScrapeInterval)), pool.WithHTTPClient(scrapeClient)}
+	scrapeOpts := []pool.Option{pool.WithInterval(time.Duration(cfg.ScrapeInterval))}
 	if cfg.StaleAfter > 0 {
 		scrapeOpts = append(scrapeOpts, pool.WithStaleAfter(time.Duration(cfg.StaleAfter)))
 	}
@@ -268,8 +264,6 @@ func (f *Fleet) build(cfg Config, eps []Endpoint) error {
 	}
 	return nil
 }
-
-var scrapeClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}}
 
 // remote tokenizes on the pool's endpoints that serve the model, round robin
 // over the fresh ones (any one if none is fresh).
