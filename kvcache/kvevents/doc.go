@@ -26,6 +26,10 @@
 //
 //	sub, _ := kvevents.NewSubscriber(index, kvevents.WithBind("tcp://*:5557", 1), kvevents.WithTopic("kv@"))
 //
+// With WithPool, Run follows the pool as each membership change is
+// published (pool.Snapshot.Changed; no polling): a new endpoint is
+// subscribed at once, a removed one unsubscribed and its blocks dropped.
+//
 // Ordering and recovery. Each source (one engine: endpoint and
 // data-parallel rank) is applied by one shard goroutine, in sequence order.
 // A gap in the sequence triggers a replay request (a DEALER to the

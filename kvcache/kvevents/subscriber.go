@@ -65,7 +65,6 @@ type Source struct {
 type config struct {
 	pool          *pool.Pool
 	poolSource    func(*pool.Endpoint) (Source, bool)
-	poolInterval  time.Duration
 	bind          string
 	bindRanks     int
 	resolve       func(topic string, rank int) (Source, bool)
@@ -92,7 +91,10 @@ func (f optionFunc) apply(c *config) { f(c) }
 // WithPool makes the pool's membership drive the subscriptions: every
 // endpoint becomes a Source through src (nil means PoolSource(5557, 0)),
 // endpoints added to the pool are subscribed, and removed ones are
-// unsubscribed and dropped from the Index. In the bind topology, topics
+// unsubscribed and dropped from the Index. Run reacts to each membership
+// change as it is published (it waits on pool.Snapshot.Changed; it does not
+// poll). Removing a pool-driven source with Remove lasts until the pool's
+// membership next changes. In the bind topology, topics
 // resolve to the pool endpoint whose Address (or ID) is the topic's
 // endpoint and whose DPRank is the receiving socket's rank; messages from
 // engines not in the pool are ignored.
@@ -104,12 +106,6 @@ func WithPool(p *pool.Pool, src func(*pool.Endpoint) (Source, bool)) Option {
 		}
 		c.poolSource = src
 	})
-}
-
-// WithPoolInterval sets how often Run re-reads the pool's membership to
-// find new endpoints (default 500 ms; removals are handled at once).
-func WithPoolInterval(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.poolInterval = d })
 }
 
 // WithBind adds the bind topology: Run binds a SUB socket on endpoint, and
@@ -185,7 +181,6 @@ func NewSubscriber(index Index, opts ...Option) (*Subscriber, error) {
 		return nil, errors.New("kvevents: nil index")
 	}
 	c := config{
-		poolInterval:  500 * time.Millisecond,
 		shards:        8,
 		maxGap:        10000,
 		maxReplays:    8,
@@ -200,8 +195,8 @@ func NewSubscriber(index Index, opts ...Option) (*Subscriber, error) {
 	for _, o := range opts {
 		o.apply(&c)
 	}
-	if c.shards < 1 || c.maxReplays < 1 || c.replayIdle <= 0 || c.replayTotal <= 0 || c.poolInterval <= 0 {
-		return nil, errors.New("kvevents: shards, replay limits and pool interval must be positive")
+	if c.shards < 1 || c.maxReplays < 1 || c.replayIdle <= 0 || c.replayTotal <= 0 {
+		return nil, errors.New("kvevents: shards and replay limits must be positive")
 	}
 	s := &Subscriber{
 		index:    index,
@@ -418,27 +413,21 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}()
 	}
 	if s.cfg.pool != nil {
-		kick := make(chan struct{}, 1)
-		stop := s.cfg.pool.OnRemove(func(*pool.Endpoint) {
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
-		})
-		s.reconcile()
-		t := time.NewTicker(s.cfg.poolInterval)
-	loop:
+		// Follow the pool: every published membership change (addition,
+		// removal, new address) closes the snapshot's Changed channel, so
+		// nothing is polled and no change is missed; changes made while
+		// reconciling coalesce into one more pass over the newest snapshot.
+		snap := s.cfg.pool.Snapshot()
 		for {
+			s.reconcile(snap)
 			select {
 			case <-ctx.Done():
-				break loop
-			case <-t.C:
-			case <-kick:
+			case <-snap.Changed():
+				snap = s.cfg.pool.Snapshot()
+				continue
 			}
-			s.reconcile()
+			break
 		}
-		t.Stop()
-		stop()
 	} else {
 		<-ctx.Done()
 	}
@@ -463,9 +452,8 @@ func closeAll(socks []zmq4.Socket) {
 	}
 }
 
-// reconcile makes the sources follow the pool's membership.
-func (s *Subscriber) reconcile() {
-	snap := s.cfg.pool.Snapshot()
+// reconcile makes the sources follow the pool's membership in snap.
+func (s *Subscriber) reconcile(snap *pool.Snapshot) {
 	want := make(map[string]Source, snap.Len())
 	for _, ep := range snap.Endpoints() {
 		if src, ok := s.cfg.poolSource(ep); ok {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -280,8 +281,7 @@ func TestPoolLifecycle(t *testing.T) {
 
 	pl := pool.New()
 	idx := &fakeIndex{}
-	sub := newSubscriber(t, idx, kvevents.WithPool(pl, kvevents.PoolSource(pubPort, replayPort)),
-		kvevents.WithPoolInterval(20*time.Millisecond))
+	sub := newSubscriber(t, idx, kvevents.WithPool(pl, kvevents.PoolSource(pubPort, replayPort)))
 	runSubscriber(t, sub)
 	require.NoError(t, pl.Store(pool.Endpoint{ID: "ns/pod-a", Address: "127.0.0.1:8000"}))
 	waitFor(t, 5*time.Second, "subscription", func() bool { return sub.Stats().Sources == 1 })
@@ -294,6 +294,67 @@ func TestPoolLifecycle(t *testing.T) {
 	require.NoError(t, pl.Delete("ns/pod-a"))
 	waitFor(t, 5*time.Second, "drop", func() bool { return idx.count("drop", "ns/pod-a") == 1 })
 	assert.Zero(t, sub.Stats().Sources)
+}
+
+// TestPoolChangesAppliedAtOnce: the subscriber follows the pool as each
+// change is published, with no poll: in a synctest bubble no (fake) time
+// passes between a Store and the source being subscribed. The sources
+// carry no PUB address, so nothing dials and the bubble stays off the
+// network; the ReplayEndpoint follows the endpoint's address to show that
+// an updated description re-subscribes.
+func TestPoolChangesAppliedAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pl := pool.New()
+		idx := &fakeIndex{}
+		sub := newSubscriber(t, idx, kvevents.WithPool(pl, func(ep *pool.Endpoint) (kvevents.Source, bool) {
+			return kvevents.Source{ReplayEndpoint: "tcp://" + ep.Address}, ep.Labels["kv"] != "off"
+		}))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- sub.Run(ctx) }()
+		synctest.Wait()
+		start := time.Now()
+		has := func(id string) bool { _, ok := sub.SourceStats(id); return ok }
+
+		require.NoError(t, pl.Store(pool.Endpoint{ID: "a", Address: "127.0.0.1:8000"}))
+		synctest.Wait()
+		assert.True(t, has("a"), "subscribed as soon as it was stored")
+
+		// Several changes at once coalesce; the newest membership wins.
+		require.NoError(t, pl.Store(pool.Endpoint{ID: "b", Address: "127.0.0.1:8001"}))
+		require.NoError(t, pl.Store(pool.Endpoint{ID: "c", Address: "127.0.0.1:8002"}))
+		require.NoError(t, pl.Store(pool.Endpoint{ID: "d", Address: "127.0.0.1:8003", Labels: map[string]string{"kv": "off"}}))
+		synctest.Wait()
+		assert.Equal(t, 3, sub.Stats().Sources)
+		assert.False(t, has("d"), "the source mapping declined it")
+
+		require.NoError(t, pl.Delete("a"))
+		synctest.Wait()
+		assert.False(t, has("a"))
+		assert.Equal(t, 1, idx.count("drop", "a"))
+
+		// A new address re-subscribes: the old source's blocks are dropped.
+		require.NoError(t, pl.Store(pool.Endpoint{ID: "b", Address: "127.0.0.1:9001"}))
+		synctest.Wait()
+		assert.True(t, has("b"))
+		assert.Equal(t, 1, idx.count("drop", "b"))
+
+		// Replace: c stays, b goes, e comes.
+		require.NoError(t, pl.Replace([]pool.Endpoint{
+			{ID: "c", Address: "127.0.0.1:8002"}, {ID: "e", Address: "127.0.0.1:8004"},
+		}))
+		synctest.Wait()
+		assert.False(t, has("b"))
+		assert.True(t, has("c"))
+		assert.True(t, has("e"))
+		assert.Equal(t, 2, sub.Stats().Sources)
+		assert.Equal(t, 2, idx.count("drop", "b"))
+		assert.Zero(t, idx.count("drop", "c"))
+
+		assert.Zero(t, time.Since(start), "no (fake) time passed: every change was applied without a poll")
+		cancel()
+		assert.NoError(t, <-done)
+	})
 }
 
 // TestBindTopology: the subscriber binds; publishers connect to it (vLLM's
