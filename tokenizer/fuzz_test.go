@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -50,6 +51,42 @@ func FuzzEncode(f *testing.F) {
 			if got := byteLevel.Decode(byteLevel.Encode(s)); got != want {
 				t.Fatalf("round trip of %q: got %q", s, got)
 			}
+		}
+	})
+}
+
+// FuzzFromJSON checks that FromJSON never panics on arbitrary tokenizer.json bytes, and that
+// whatever it accepts can encode and decode without panicking. Seeds are the synthetic fixtures
+// and small hand-made documents; fuzz with: go test -run '^$' -fuzz FuzzFromJSON ./tokenizer
+func FuzzFromJSON(f *testing.F) {
+	for _, name := range []string{"a", "b", "c"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "synthetic", name+".json"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	for _, s := range []string{"", "{}", "null", "[]", `{"model": null}`, `{"model": {"type": "BPE"}}`,
+		`{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}}`,
+		`{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "a"]]}}`,
+		`{"model": {"type": "BPE", "vocab": {"a": 4294967295}, "merges": []}}`,
+		`{"added_tokens": [{"id": 7, "content": ""}], "model": {"type": "BPE", "vocab": {}, "merges": []}}`,
+		`{"model": {"type": "BPE", "vocab": {"\ud800": 0}, "merges": []}}`, `{"a": "\u00`, `{"a": 1e999}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tok, err := FromJSON(data)
+		if err != nil {
+			if tok != nil {
+				t.Fatalf("non-nil tokenizer with error %v", err)
+			}
+			return
+		}
+		for _, s := range []string{"hello <s> world 123", "日本語 😀", "\xff\x00", ""} {
+			ids := tok.Encode(s)
+			_ = tok.EncodeSpecial(s)
+			_ = tok.Decode(ids)
+			_ = tok.DecodeSkipSpecial(ids)
 		}
 	})
 }
