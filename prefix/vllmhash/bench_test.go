@@ -70,4 +70,10 @@ func TestErrors(t *testing.T) {
 	assert.Equal(t, h2.NoneHash(), h.NoneHash())
 	assert.Equal(t, uint64(0), vllmhash.Digest{}.Uint64())
 	assert.Equal(t, 16, vllmhash.XXHash.DigestSize())
+
+	r := vllmhash.Request{LoRAName: "a", MM: []vllmhash.MMItem{{Identifier: "x", Offset: 0, Length: 4}}}
+	assert.Nil(t, r.ExtraKeys(-1, 16), "negative block count")
+	assert.Nil(t, r.ExtraKeys(2, 0), "zero block size")
+	assert.Nil(t, r.ExtraKeys(2, -16), "negative block size")
+	assert.Len(t, r.ExtraKeys(2, 16), 2)
 }

@@ -68,8 +68,12 @@ type Request struct {
 // ExtraKeys returns the extra keys of each of the first numBlocks blocks of
 // blockSize tokens, in vLLM's order: LoRA name, multimodal keys, cache salt,
 // prompt-embeds digest. A block with none gets nil (Python None). The result
-// is meant for Hasher.AppendBlockHashes.
+// is meant for Hasher.AppendBlockHashes. A numBlocks or blockSize below 1
+// yields nil.
 func (r *Request) ExtraKeys(numBlocks, blockSize int) [][]Key {
+	if numBlocks < 1 || blockSize < 1 {
+		return nil
+	}
 	out := make([][]Key, numBlocks)
 	mmIdx := 0
 	for b := range numBlocks {
