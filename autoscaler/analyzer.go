@@ -144,17 +144,30 @@ func costPerCapacity(p Pool) float64 {
 // load that needs more replicas than ready plus pending also scales up, even
 // when the anticipated replicas lift the averages above the triggers.
 //
+// While replicas are pending or warming, only that KV shortfall scales up:
+// the spare-level and all-saturated triggers hold, because saturated
+// replicas keep the averages under the triggers however many replicas are
+// on their way, and one more per decision would overshoot (then walk back
+// down: oscillation). Pending replicas are trusted until
+// Guards.PendingTimeout, after which the guards replace them.
+//
 // Scale-down removes one replica from the most expensive pool (cost per
 // profiled capacity) when no scale-up is wanted, no replica is pending or
-// warming, at least two warm replicas are non-saturated, and the load spread
+// warming, at least two warm replicas are non-saturated, the load spread
 // over one replica fewer keeps both spare levels at or above their triggers
-// plus the down margins.
+// plus the down margins, and (when every pool has a Profile.MaxRate) the
+// request rate stays within MaxUtilization of the remaining replicas'
+// profiled throughput. The last check is what keeps a steady load steady:
+// KV use and queues grow much faster than N/(N−1) near the throughput
+// limit, so the linear test alone removes the one replica that kept the
+// fleet below saturation, and the next decisions add it back.
 //
 // New replicas go to the cheapest pool (cost per profiled capacity) with room
 // under Max, preferring pools with no pending replica.
 //
 // Zero fields select llm-d's defaults: KVThreshold 0.80, QueueThreshold 5,
-// KVSpareTrigger 0.10, QueueSpareTrigger 3.
+// KVSpareTrigger 0.10, QueueSpareTrigger 3; and routekit's KVDownMargin
+// 0.05, QueueDownMargin 1, MaxUtilization 0.85.
 type Saturation struct {
 	// KVThreshold and QueueThreshold mark a replica saturated (KV usage,
 	// waiting requests); defaults 0.80 and 5.
@@ -167,6 +180,14 @@ type Saturation struct {
 	// a hysteresis band that WVA lacks (without it a fleet at the trigger
 	// alternates between -1 and +1). Zero selects 0.05 and 1; negative: none.
 	KVDownMargin, QueueDownMargin float64
+	// MaxUtilization bounds a scale-down by throughput: when every pool of
+	// the group has a Profile.MaxRate, the request rate spread over the
+	// replicas that remain must stay at or under MaxUtilization of their
+	// profiled throughput. KV usage and queues are not linear in load: near
+	// the throughput limit, running batches and queues grow much faster
+	// than N/(N−1), so a fleet at 75 % KV headroom can be one replica away
+	// from saturation. Zero selects 0.85; negative: no check.
+	MaxUtilization float64
 }
 
 func (s Saturation) withDefaults() Saturation {
@@ -188,6 +209,9 @@ func (s Saturation) withDefaults() Saturation {
 	if s.QueueDownMargin == 0 {
 		s.QueueDownMargin = 1
 	}
+	if s.MaxUtilization == 0 {
+		s.MaxUtilization = 0.85
+	}
 	s.KVDownMargin, s.QueueDownMargin = max(s.KVDownMargin, 0), max(s.QueueDownMargin, 0)
 	return s
 }
@@ -201,6 +225,8 @@ func (s Saturation) Validate(*Config) error {
 		return fmt.Errorf("saturation: KV threshold %v and spare trigger %v must satisfy 0 < trigger < threshold ≤ 1", s.KVThreshold, s.KVSpareTrigger)
 	case !(s.QueueThreshold > 0) || math.IsInf(s.QueueThreshold, 0), !(s.QueueSpareTrigger > 0 && s.QueueSpareTrigger < s.QueueThreshold):
 		return fmt.Errorf("saturation: queue threshold %v and spare trigger %v must satisfy 0 < trigger < threshold", s.QueueThreshold, s.QueueSpareTrigger)
+	case s.MaxUtilization > 1 || math.IsNaN(s.MaxUtilization):
+		return fmt.Errorf("saturation: max utilisation %v must be in (0, 1], or negative for none", s.MaxUtilization)
 	}
 	return nil
 }
@@ -256,13 +282,24 @@ func (s Saturation) Analyze(g *Group) Proposal {
 	// warming: they serve traffic too) is extrapolated from the samples.
 	kvLoad := sumKV / float64(nSamples) * float64(nSamples+missing+warming)
 	kvShort := int(math.Ceil(kvLoad/(s.KVThreshold-s.KVSpareTrigger)-1e-9)) - total
-	if n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger || kvShort > 0 {
+	// The spare-level triggers fire only when no capacity is on its way:
+	// while replicas are pending or warming, saturated replicas keep the
+	// averages under the triggers however many replicas were ordered, and
+	// adding one per decision would overshoot until the first one is ready
+	// (then walk back down, one replica per down window: oscillation). The
+	// KV shortfall is proportional to the load and still applies.
+	onTheWay := anticipated + warming
+	trigger := onTheWay == 0 && (n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger)
+	if trigger || kvShort > 0 {
 		k := max(kvShort, 1)
 		added := addCheapest(g, want, k)
 		if added == 0 {
 			return Proposal{Replicas: want, Reason: "saturation: scale up wanted but every pool is at max; " + stats}
 		}
 		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: up +%d; %s", added, stats)}
+	}
+	if onTheWay > 0 && (n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger) {
+		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: hold, %d replicas on the way (pending or warming); %s", onTheWay, stats)}
 	}
 	if anticipated > 0 || warming > 0 || missing > 0 || nonSat < 2 || total < 2 {
 		return Proposal{Replicas: want, Reason: "saturation: steady; " + stats}
@@ -284,11 +321,50 @@ func (s Saturation) Analyze(g *Group) Proposal {
 	for i := len(r) - 1; i >= 0; i-- {
 		p := r[i]
 		if want[p] > g.Pools[p].Pool.Min && want[p] > 0 {
+			if u, ok := s.utilizationAfter(g, p); ok && u > s.MaxUtilization {
+				return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: steady (after -1 on %s: %.0f%% of profiled throughput > %.0f%%); %s", g.Pools[p].Pool.Name, 100*u, 100*s.MaxUtilization, stats)}
+			}
 			want[p]--
 			return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: down -1 on %s (after: KV %.3f queue %.2f per replica); %s", g.Pools[p].Pool.Name, kvAfter, qAfter, stats)}
 		}
 	}
 	return Proposal{Replicas: want, Reason: "saturation: down wanted but every pool is at min; " + stats}
+}
+
+// utilizationAfter returns the group's request rate over the profiled
+// throughput (Profile.MaxRate) of its capacity less one replica of pool
+// victim, and false when the check does not apply: MaxUtilization negative,
+// a pool with capacity but no profile, or no capacity left. The request
+// rate is the larger of the arrival rate (when known) and the replicas'
+// summed completion rate.
+func (s Saturation) utilizationAfter(g *Group, victim int) (float64, bool) {
+	if s.MaxUtilization < 0 {
+		return 0, false
+	}
+	capAfter, done := 0.0, 0.0
+	for i, p := range g.Pools {
+		c := p.Capacity()
+		if i == victim {
+			c--
+		}
+		if c > 0 && !(p.Pool.Profile.MaxRate > 0) {
+			return 0, false
+		}
+		if c > 0 {
+			capAfter += float64(c) * p.Pool.Profile.MaxRate
+		}
+		for _, m := range p.Samples {
+			done += m.RequestRate
+		}
+	}
+	if capAfter <= 0 {
+		return 0, false
+	}
+	rate := done
+	if g.ArrivalRate > rate { // false for NaN
+		rate = g.ArrivalRate
+	}
+	return rate / capAfter, true
 }
 
 // addCheapest adds k replicas to the cheapest pools with room under Max,

@@ -22,6 +22,15 @@ func samples(n int, kv, waiting float64) []Metrics {
 	return out
 }
 
+// rated returns n samples at KV usage kv, serving rate req/s each.
+func rated(n int, kv, rate float64) []Metrics {
+	out := samples(n, kv, 0)
+	for i := range out {
+		out[i].RequestRate = rate
+	}
+	return out
+}
+
 func TestSaturation(t *testing.T) {
 	cheap := Pool{Name: "cheap", Max: 10, Cost: 1, Profile: Profile{MaxRate: 4}}
 	dear := Pool{Name: "dear", Max: 10, Cost: 8, Profile: Profile{MaxRate: 8}}
@@ -61,9 +70,34 @@ func TestSaturation(t *testing.T) {
 			0, []int{0, 2}, "down -1 on dear",
 		},
 		{"at max", groupOf(PoolView{Pool: Pool{Name: "x", Max: 2}, Ready: 2, Samples: samples(2, 0.9, 0)}), 0, []int{2}, "at max"},
+		// While capacity is on its way, saturated replicas keep the averages
+		// under the triggers; only the proportional KV shortfall adds more.
+		{"queue trigger holds while pending", groupOf(PoolView{Pool: cheap, Ready: 4, Pending: 1, Samples: samples(4, 0.5, 6)}), 0, []int{5}, "hold, 1 replicas on the way"},
+		{"queue trigger holds while warming", groupOf(PoolView{Pool: cheap, Ready: 5, Warming: 1, Samples: samples(4, 0.5, 6)}), 0, []int{5}, "hold, 1 replicas on the way"},
+		{"kv shortfall still adds while pending", groupOf(PoolView{Pool: cheap, Ready: 4, Pending: 1, Samples: samples(4, 1.0, 9)}), 0, []int{6}, "up +1"},
+		// Throughput bound: 4 replicas at KV 0.4 pass the KV test for 3
+		// (0.53 per replica), but 10 req/s over 3 × 4 req/s is 83 % and over
+		// 2 × 4 would be 125 %.
+		{"down refused by throughput", groupOf(PoolView{Pool: cheap, Ready: 3, Samples: rated(3, 0.3, 10.0/3)}), 0, []int{3}, "of profiled throughput"},
+		{"down allowed under throughput bound", groupOf(PoolView{Pool: cheap, Ready: 4, Samples: rated(4, 0.3, 2)}), 0, []int{3}, "down -1"},
 	}
 	t.Run("no margin: WVA's exact test", func(t *testing.T) {
 		got := Saturation{KVDownMargin: -1, QueueDownMargin: -1}.Analyze(groupOf(PoolView{Pool: cheap, Ready: 3, Samples: samples(3, 0.45, 0)}))
+		assert.Equal(t, []int{2}, got.Replicas, got.Reason)
+	})
+	t.Run("throughput bound uses the arrival rate when higher", func(t *testing.T) {
+		g := groupOf(PoolView{Pool: cheap, Ready: 4, Samples: rated(4, 0.3, 2)})
+		g.ArrivalRate = 11 // completions lag arrivals: 11 / (3 × 4) = 92 %
+		got := Saturation{}.Analyze(g)
+		assert.Equal(t, []int{4}, got.Replicas, got.Reason)
+		assert.Contains(t, got.Reason, "92% of profiled throughput")
+	})
+	t.Run("throughput bound off without a profile", func(t *testing.T) {
+		got := Saturation{}.Analyze(groupOf(PoolView{Pool: Pool{Name: "np", Max: 10}, Ready: 3, Samples: rated(3, 0.3, 10.0/3)}))
+		assert.Equal(t, []int{2}, got.Replicas, got.Reason)
+	})
+	t.Run("throughput bound disabled", func(t *testing.T) {
+		got := Saturation{MaxUtilization: -1}.Analyze(groupOf(PoolView{Pool: cheap, Ready: 3, Samples: rated(3, 0.3, 10.0/3)}))
 		assert.Equal(t, []int{2}, got.Replicas, got.Reason)
 	})
 	for _, tt := range tests {
@@ -88,6 +122,9 @@ func TestSaturationValidate(t *testing.T) {
 		{"trigger above threshold", Saturation{KVThreshold: 0.2, KVSpareTrigger: 0.3}, false},
 		{"queue trigger above threshold", Saturation{QueueThreshold: 2}, false},
 		{"nan", Saturation{QueueThreshold: math.NaN()}, false},
+		{"max utilisation above 1", Saturation{MaxUtilization: 1.2}, false},
+		{"max utilisation nan", Saturation{MaxUtilization: math.NaN()}, false},
+		{"max utilisation off", Saturation{MaxUtilization: -1}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
