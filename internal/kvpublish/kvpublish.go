@@ -319,11 +319,14 @@ func (p *Publisher) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	err := p.pub.Close()
+	var errs []error
+	if err := p.pub.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("kvpublish: close pub socket: %w", err))
+	}
 	if p.router != nil {
-		if e := p.router.Close(); err == nil {
-			err = e
+		if err := p.router.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("kvpublish: close replay socket: %w", err))
 		}
 	}
-	return err
+	return errors.Join(errs...)
 }
