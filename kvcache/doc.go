@@ -31,6 +31,19 @@
 // a filter pass drops them (so at most 2×blocks+1024 per location). Clear and
 // DropEndpoint drop them all.
 //
+// Stores are reference-counted per (location, tier, engine hash): vLLM can
+// hold one block hash in several physical blocks (two requests computed it at
+// once) and publishes a BlockStored and, later, a BlockRemoved for each copy,
+// so a block stored N times in a tier stays, with its mapping, until the N-th
+// BlockRemoved in that tier; N stores then N removals leave nothing. Only
+// extra copies cost memory (a small map entry per hash stored while already
+// held); a count matters only while the tier still holds the block, so a
+// block that went otherwise is removed by the next BlockRemoved whatever its
+// count, and stale counts are filtered like stale mappings (at most
+// 4×blocks+1024). Callers must therefore pass every store and removal through,
+// each once: a caller that drops the removals of duplicate copies itself (or
+// applies a store twice) leaves the block held until eviction or Clear.
+//
 // Keys are rooted in the model name (and the Keyer's block size), so an Index
 // holds one model: a gateway serving several models keeps one Index each.
 //

@@ -297,6 +297,12 @@ type location struct {
 	// spans maps an engine hash to all of its keys when the server's block is
 	// several of ours (engine holds the last one, the parent of what follows).
 	spans map[uint64][]uint64
+	// dups counts, per (engine hash, tier), the copies beyond the first that
+	// the server reported stored and has not removed yet: vLLM can hold one
+	// block hash in several physical blocks and reports each copy's store and
+	// removal. Only hashes stored while already held have an entry; a count
+	// matters only while the tier still holds the block (see Removed).
+	dups map[dupKey]uint32
 
 	learned map[uint64]int64 // learned key → deadline (or sequence number without a TTL)
 	lq      []learnedRef     // learned keys in learning order, for TTL and capacity
@@ -305,6 +311,7 @@ type location struct {
 	lseq    int64 // learn counter, the deadline stand-in without a TTL
 
 	keybuf []uint64 // scratch for Stored
+	oldbuf []uint8  // scratch for Stored: each key's bits before the write
 
 	// Changes to Index.entries and Index.learned not yet published: one
 	// atomic add per write call instead of one per block (see unlock).
@@ -323,6 +330,34 @@ func (x *Index) unlock(l *location) {
 		l.dLearned = 0
 	}
 	l.mu.Unlock()
+}
+
+// dupKey identifies an engine hash in one tier of a location.
+type dupKey struct {
+	hash uint64
+	tier Tier
+}
+
+// countCopyLocked records one more stored copy of engine hash h (key k) in
+// tier at l: an extra copy if l already held k in tier under the same
+// mapping (held is k's bits before the write), else the first one. The
+// caller holds l.mu and has not yet updated l.engine[h].
+func (l *location) countCopyLocked(h, k uint64, tier Tier, held uint8) {
+	if held&(1<<tier) != 0 {
+		if old, ok := l.engine[h]; ok && old == k {
+			if l.dups == nil {
+				l.dups = map[dupKey]uint32{}
+			}
+			d := dupKey{h, tier}
+			if n := l.dups[d]; n < ^uint32(0) {
+				l.dups[d] = n + 1
+			}
+			return
+		}
+	}
+	if len(l.dups) > 0 {
+		delete(l.dups, dupKey{h, tier})
+	}
 }
 
 type learnedRef struct {
@@ -518,12 +553,18 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 	}
 	t.keybuf = x.keyer.AppendKeysFrom(t.keybuf[:0], parent, ev.Tokens, ev.LoRA, ev.CacheSalt)
 	x.warm(t.keybuf)
+	if cap(t.oldbuf) < len(t.keybuf) {
+		t.oldbuf = make([]uint8, len(t.keybuf), 2*len(t.keybuf))
+	}
+	t.oldbuf = t.oldbuf[:len(t.keybuf)]
 	for i := len(t.keybuf) - 1; i >= 0; i-- { // tail first, as in Add
 		t.keybuf[i] = fixKey(t.keybuf[i])
-		x.setLocked(t, t.keybuf[i], 1<<tier)
+		t.oldbuf[i] = x.setLocked(t, t.keybuf[i], 1<<tier)
 	}
 	for i, h := range ev.EngineHashes {
-		t.engine[h] = t.keybuf[(i+1)*m-1]
+		j := (i+1)*m - 1
+		t.countCopyLocked(h, t.keybuf[j], tier, t.oldbuf[j])
+		t.engine[h] = t.keybuf[j]
 		if m > 1 {
 			if t.spans == nil {
 				t.spans = map[uint64][]uint64{}
@@ -547,10 +588,14 @@ func (x *Index) storedLocationOnly(ep, t *location, tier Tier, hashes []uint64) 
 		}
 		t.mu.Lock()
 		if !t.dropped {
+			// k, the span's last key, first: tail first, and its bits
+			// before the write tell whether this is another copy.
+			t.countCopyLocked(h, k, tier, x.setLocked(t, k, 1<<tier))
 			for i := len(span) - 1; i >= 0; i-- {
-				x.setLocked(t, span[i], 1<<tier)
+				if span[i] != k {
+					x.setLocked(t, span[i], 1<<tier)
+				}
 			}
-			x.setLocked(t, k, 1<<tier)
 			t.engine[h] = k
 			if span != nil {
 				if t.spans == nil {
@@ -604,8 +649,11 @@ func (x *Index) resolveSpan(ep, t *location, h uint64) (uint64, []uint64, bool) 
 
 // Removed applies a BlockRemoved event from endpoint for tier: each engine
 // hash is resolved through the mappings and its block removed from that tier.
-// A mapping is forgotten once its block is in none of the location's tiers.
-// Unknown hashes are skipped and counted in Stats.UnresolvedHashes.
+// Stores and removals are counted per (engine hash, tier): vLLM can hold one
+// block hash in several physical blocks and reports each copy, so a block
+// stored N times in a tier stays until its N-th removal. A mapping is
+// forgotten once its block is in none of the location's tiers. Unknown hashes
+// are skipped and counted in Stats.UnresolvedHashes.
 func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error {
 	_, t, err := x.target(endpoint, tier)
 	if err != nil {
@@ -623,6 +671,20 @@ func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error
 			x.dropped.Add(1)
 			continue
 		}
+		if len(t.dups) > 0 {
+			d := dupKey{h, tier}
+			if n, ok := t.dups[d]; ok {
+				if n > 1 {
+					t.dups[d] = n - 1
+				} else {
+					delete(t.dups, d)
+				}
+				if x.tiersOf(t, k)&(1<<tier) != 0 {
+					continue // another copy is still stored
+				}
+				// A stale count (the block went otherwise): remove as usual.
+			}
+		}
 		for _, sk := range t.spans[h] {
 			if sk != k {
 				x.clearLocked(t, sk, 1<<tier)
@@ -631,6 +693,11 @@ func (x *Index) Removed(endpoint string, tier Tier, engineHashes []uint64) error
 		if left := x.clearLocked(t, k, 1<<tier); left&(realBits&^bitLearned) == 0 {
 			delete(t.engine, h)
 			delete(t.spans, h)
+			if len(t.dups) > 0 {
+				for tr := range Tier(TierLearned) {
+					delete(t.dups, dupKey{h, tr})
+				}
+			}
 		}
 	}
 	x.unlock(t)
@@ -783,8 +850,8 @@ func (l *location) compactLearnedLocked() {
 }
 
 // setLocked sets bits for block k at location l, marking it recently used if
-// l already held it. The caller holds l.mu.
-func (x *Index) setLocked(l *location, k uint64, bits uint8) {
+// l already held it, and returns l's bits for k before. The caller holds l.mu.
+func (x *Index) setLocked(l *location, k uint64, bits uint8) uint8 {
 	sh := &x.shards[k>>shardShift]
 	sh.mu.Lock()
 	old, new := sh.update(k, l.id, bits, 0, true)
@@ -800,6 +867,7 @@ func (x *Index) setLocked(l *location, k uint64, bits uint8) {
 	if new&bitLearned != 0 && old&bitLearned == 0 {
 		l.dLearned++
 	}
+	return old
 }
 
 // filterFIFOLocked drops stale and duplicate keys from l's queue, keeping
@@ -885,6 +953,14 @@ func (ks *keySet) add(k uint64) bool {
 // mappings stay bounded by the location's share of the capacity. Amortized
 // O(1) per mapping added. The caller holds l.mu.
 func (x *Index) filterEngineLocked(l *location) {
+	if len(l.dups) > 4*l.entries+1024 { // live counts are at most one per (block, own tier)
+		// Counts of copies whose block the tier no longer holds are stale.
+		for d := range l.dups {
+			if k, ok := l.engine[d.hash]; !ok || x.tiersOf(l, k)&(1<<d.tier) == 0 {
+				delete(l.dups, d)
+			}
+		}
+	}
 	if len(l.engine) <= 2*l.entries+1024 {
 		return
 	}
@@ -956,6 +1032,7 @@ func (x *Index) clearAllLocked(l *location) {
 	}
 	l.engine = map[uint64]uint64{}
 	l.spans = nil
+	l.dups = nil
 	l.learned = map[uint64]int64{}
 	l.fifo, l.head = nil, 0
 	l.lq, l.lqHead = nil, 0

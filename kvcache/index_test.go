@@ -608,6 +608,7 @@ func TestChurnStaysBounded(t *testing.T) {
 		tokens := toks(8, uint32(round*8))
 		ev := storedEv([]uint64{uint64(2*round + 1), uint64(2*round + 2)}, 0, false, tokens)
 		require.NoError(t, x.Stored("b", TierGPU, ev))
+		require.NoError(t, x.Stored("b", TierGPU, ev)) // a second copy: counted
 		// Removed by key (say, capacity eviction): the mapping lingers.
 		require.NoError(t, x.Remove("b", TierGPU, k.AppendKeysFrom(nil, k.Root(), tokens, "", "")))
 	}
@@ -615,6 +616,7 @@ func TestChurnStaysBounded(t *testing.T) {
 	require.NoError(t, err)
 	l.mu.Lock()
 	assert.LessOrEqual(t, len(l.engine), 2*l.entries+1024+2)
+	assert.LessOrEqual(t, len(l.dups), 4*l.entries+1024+2, "stale copy counts are dropped")
 	assert.Zero(t, l.entries)
 	l.mu.Unlock()
 	assert.Equal(t, int64(100), x.Stats().Entries)
@@ -699,4 +701,103 @@ func TestStoredEngineBlockSpansSeveral(t *testing.T) {
 	assert.ErrorIs(t, x.Stored("a", TierGPU, &BlockStored{EngineHashes: []uint64{1}, Tokens: tokens[:6], BlockSize: 6}), ErrBlockSize)
 	assert.ErrorIs(t, x.Stored("a", TierGPU, &BlockStored{EngineHashes: []uint64{1, 2}, Tokens: tokens[:8], BlockSize: 8}), ErrBlockSize)
 	assert.Equal(t, int64(2), x.Stats().Entries) // 0xc's two blocks remain
+}
+
+// TestStoredDuplicateCopies: vLLM can hold one block hash in several physical
+// blocks and reports each copy's store and removal; a block stays until its
+// last copy is removed, per tier.
+func TestStoredDuplicateCopies(t *testing.T) {
+	k := testKeyer{bs: 4}
+	tokens := toks(12, 7)
+	keys := k.AppendKeysFrom(nil, k.Root(), tokens, "", "")
+	const a, b, c = 0xa, 0xb, 0xc // engine hashes of blocks 0, 1, 2
+	type step struct {
+		stored  []uint64 // engine hashes stored (chained on their predecessor) ...
+		tier    Tier     // ... or removed, in tier
+		removed []uint64
+		locOnly bool // a location-only store of `stored`
+		op      func(x *Index)
+	}
+	st := func(tier Tier, hs ...uint64) step { return step{stored: hs, tier: tier} }
+	rm := func(tier Tier, hs ...uint64) step { return step{removed: hs, tier: tier} }
+	tests := []struct {
+		name  string
+		steps []step
+		want  Match // lookup of blocks 0-2 on "e" afterwards
+		child bool  // a store of block 2 chained on b then succeeds
+	}{
+		{"one copy stored and removed", []step{st(TierGPU, a, b), rm(TierGPU, b)}, m(1), false},
+		{"two copies, one removed: kept", []step{st(TierGPU, a, b), st(TierGPU, b), rm(TierGPU, b)}, m(2), true},
+		{"two copies, both removed: gone", []step{st(TierGPU, a, b), st(TierGPU, b), rm(TierGPU, b), rm(TierGPU, b)}, m(1), false},
+		{"three copies in one event and two", []step{st(TierGPU, a, b), st(TierGPU, a, b), st(TierGPU, a, b), rm(TierGPU, b, b), rm(TierGPU, a, a)}, m(2), true},
+		{"N stored, N removed, whole chain", []step{st(TierGPU, a, b), st(TierGPU, a, b), rm(TierGPU, b, a), rm(TierGPU, b, a)}, m(), false},
+		{"counts are per tier", []step{st(TierGPU, a, b), st(TierGPU, b), {stored: []uint64{b}, tier: TierCPU, locOnly: true}, rm(TierCPU, b)}, m(2), true},
+		{"a CPU copy keeps the block after GPU's last", []step{st(TierGPU, a, b), st(TierGPU, b), {stored: []uint64{b}, tier: TierCPU, locOnly: true},
+			{stored: []uint64{b}, tier: TierCPU, locOnly: true}, rm(TierGPU, b, b), rm(TierCPU, b)}, m(1, 1), true},
+		{"Remove by key makes the count stale", []step{st(TierGPU, a, b), st(TierGPU, b),
+			{op: func(x *Index) { require.NoError(t, x.Remove("e", TierGPU, keys[1:2])) }}, st(TierGPU, b), rm(TierGPU, b)}, m(1), false},
+		{"a stale count does not keep a removed block", []step{st(TierGPU, a, b), st(TierGPU, b),
+			{op: func(x *Index) { require.NoError(t, x.Remove("e", TierGPU, keys[1:2])) }}, rm(TierGPU, b)}, m(1), false},
+		{"Clear forgets the counts", []step{st(TierGPU, a, b), st(TierGPU, b),
+			{op: func(x *Index) { require.NoError(t, x.Clear("e")) }}, st(TierGPU, a, b), rm(TierGPU, b)}, m(1), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newIndex(t)
+			for _, s := range tt.steps {
+				switch {
+				case s.op != nil:
+					s.op(x)
+				case s.removed != nil:
+					require.NoError(t, x.Removed("e", s.tier, s.removed))
+				case s.locOnly:
+					require.NoError(t, x.Stored("e", s.tier, storedEv(s.stored, 0, false, nil)))
+				default:
+					var parent uint64
+					if s.stored[0] != a {
+						parent = s.stored[0] - 1
+					}
+					first := int(s.stored[0] - a)
+					ev := storedEv(s.stored, parent, parent != 0, tokens[4*first:4*(first+len(s.stored))])
+					require.NoError(t, x.Stored("e", s.tier, ev))
+				}
+			}
+			got, _ := lookup(t, x, keys, "e")
+			assert.Equal(t, tt.want, got[0])
+			assert.Equal(t, int64(tt.want.Total()), x.Stats().Entries)
+			err := x.Stored("e", TierGPU, storedEv([]uint64{c}, b, true, tokens[8:12]))
+			if tt.child {
+				assert.NoError(t, err)
+			} else {
+				assert.ErrorIs(t, err, ErrUnknownParent)
+			}
+		})
+	}
+}
+
+// TestStoredDuplicateSpans: copies are counted per engine block also when
+// one engine block spans several of ours.
+func TestStoredDuplicateSpans(t *testing.T) {
+	k := testKeyer{bs: 4}
+	tokens := toks(16, 900)
+	keys := k.AppendKeysFrom(nil, k.Root(), tokens, "", "")
+	x := newIndex(t, WithJumpSearch(0))
+	ev := func() *BlockStored {
+		return &BlockStored{EngineHashes: []uint64{0xa, 0xb}, Tokens: tokens, BlockSize: 8}
+	}
+	require.NoError(t, x.Stored("a", TierGPU, ev()))
+	require.NoError(t, x.Stored("a", TierGPU, ev()))
+	require.NoError(t, x.Stored("a", TierCPU, &BlockStored{EngineHashes: []uint64{0xa}}))
+	require.NoError(t, x.Stored("a", TierCPU, &BlockStored{EngineHashes: []uint64{0xa}}))
+	require.NoError(t, x.Removed("a", TierGPU, []uint64{0xb, 0xa}))
+	require.NoError(t, x.Removed("a", TierCPU, []uint64{0xa}))
+	got, _ := lookup(t, x, keys, "a")
+	assert.Equal(t, m(4), got[0], "one copy of each left in GPU, one of 0xa in CPU")
+	require.NoError(t, x.Removed("a", TierGPU, []uint64{0xb, 0xa}))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(0, 2), got[0])
+	require.NoError(t, x.Removed("a", TierCPU, []uint64{0xa}))
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, Match{}, got[0])
+	assert.Zero(t, x.Stats().Entries)
 }

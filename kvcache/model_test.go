@@ -23,6 +23,11 @@ type refLoc struct {
 	tiers   map[uint64]uint8
 	engine  map[uint64]uint64 // engine hash → key
 	learned map[uint64]int    // key → learn sequence number
+	copies  map[dupKey]int    // (engine hash, tier) → stored copies beyond the first
+}
+
+func newRefLoc() *refLoc {
+	return &refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, learned: map[uint64]int{}, copies: map[dupKey]int{}}
 }
 
 func newRef(k testKeyer, lcap int) *refIndex {
@@ -32,7 +37,7 @@ func newRef(k testKeyer, lcap int) *refIndex {
 func (r *refIndex) loc(name string) *refLoc {
 	l := r.locs[name]
 	if l == nil {
-		l = &refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, learned: map[uint64]int{}}
+		l = newRefLoc()
 		r.locs[name] = l
 	}
 	return l
@@ -50,12 +55,47 @@ func (r *refIndex) target(ep string, tier Tier) (*refLoc, bool) {
 	return r.loc("storage/" + st), true
 }
 
-func (r *refIndex) add(l *refLoc, k uint64, bits uint8, h uint64) {
+func (r *refIndex) add(l *refLoc, k uint64, bits uint8) {
 	k = fixKey(k)
-	if h != 0 {
-		l.engine[h] = k
-	}
 	l.tiers[k] |= bits
+}
+
+// stored records one stored copy of engine hash h (key k) in tier: an extra
+// copy when the tier already holds k under the same mapping.
+func (r *refIndex) stored(l *refLoc, k uint64, tier Tier, h uint64) {
+	k = fixKey(k)
+	d := dupKey{h, tier}
+	if old, ok := l.engine[h]; ok && old == k && l.tiers[k]&(1<<tier) != 0 {
+		l.copies[d]++
+	} else {
+		delete(l.copies, d)
+	}
+	l.engine[h] = k
+	l.tiers[k] |= 1 << tier
+}
+
+// removed removes one stored copy of engine hash h from tier.
+func (r *refIndex) removed(l *refLoc, tier Tier, h uint64) {
+	kk, ok := l.engine[h]
+	if !ok {
+		return
+	}
+	d := dupKey{h, tier}
+	if n := l.copies[d]; n > 0 {
+		if l.copies[d] = n - 1; n == 1 {
+			delete(l.copies, d)
+		}
+		if l.tiers[kk]&(1<<tier) != 0 {
+			return // another copy is still stored
+		}
+	}
+	r.clearBits(l, kk, 1<<tier)
+	if l.tiers[kk]&^bitLearned == 0 {
+		delete(l.engine, h)
+		for tr := range TierLearned {
+			delete(l.copies, dupKey{h, tr})
+		}
+	}
 }
 
 func (r *refIndex) clearBits(l *refLoc, k uint64, bits uint8) {
@@ -80,7 +120,7 @@ func (r *refIndex) learn(ep string, keys []uint64) {
 	for i := len(keys) - 1; i >= 0; i-- { // tail first, as documented
 		k := fixKey(keys[i])
 		r.lseq++
-		r.add(l, k, bitLearned, 0)
+		r.add(l, k, bitLearned)
 		l.learned[k] = r.lseq
 		for len(l.learned) > r.lcap {
 			oldest, best := uint64(0), int(^uint(0)>>1)
@@ -215,7 +255,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			if l, ok := ref.target(ep, tier); ok {
 				require.NoError(t, err)
 				for _, kk := range keys {
-					ref.add(l, kk, 1<<tier, 0)
+					ref.add(l, kk, 1<<tier)
 				}
 			} else {
 				require.ErrorIs(t, err, ErrNoStorage)
@@ -259,7 +299,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				require.NoError(t, err)
 				for _, h := range hashes {
 					if kk, ok := ref.resolve(ep, l, h); ok {
-						ref.add(l, kk, 1<<tier, h)
+						ref.stored(l, kk, tier, h)
 					}
 				}
 				break
@@ -275,7 +315,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			}
 			require.NoError(t, err)
 			for j, kk := range k.AppendKeysFrom(nil, parent, ev.Tokens, "", "") {
-				ref.add(l, kk, 1<<tier, hashes[j])
+				ref.stored(l, kk, tier, hashes[j])
 			}
 		case p < 65:
 			op = "removed"
@@ -289,12 +329,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			}
 			require.NoError(t, err)
 			for _, h := range hashes {
-				if kk, ok := l.engine[h]; ok {
-					ref.clearBits(l, kk, 1<<tier)
-					if l.tiers[kk]&^bitLearned == 0 {
-						delete(l.engine, h)
-					}
-				}
+				ref.removed(l, tier, h)
 			}
 		case p < 75:
 			op = "learn"
@@ -316,7 +351,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			op = "clear"
 			require.NoError(t, x.Clear(ep))
 			if l, ok := ref.locs[ep]; ok {
-				*l = refLoc{tiers: map[uint64]uint8{}, engine: map[uint64]uint64{}, learned: map[uint64]int{}}
+				*l = *newRefLoc()
 			}
 		case p < 86:
 			op = "drop"
