@@ -80,6 +80,8 @@ func (modelFilter) Filter(_ context.Context, req *Request, cands []Candidate) []
 }
 
 // Affinity configures [PrefixAffinity]. The zero value means llm-d's defaults.
+// PrefixAffinity copies it; its Rand source, when set, is then used only under
+// the filter's lock, so the filter is safe for concurrent use.
 type Affinity struct {
 	// Threshold is the minimum tier-weighted prefix fraction (the [Prefix] score)
 	// for an endpoint to count as holding the prefix. Zero means 0.8.

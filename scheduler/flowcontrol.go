@@ -15,11 +15,15 @@ import (
 // [Saturation] detector over the pool's current snapshot is the usual one:
 //
 //	GateFunc(func() bool { return sat.Saturated(p.Snapshot().Endpoints()) })
+//
+// Implementations must be safe for concurrent use: FlowControl calls Saturated
+// from every goroutine that acquires or releases a permit, never under its lock.
 type Gate interface {
 	Saturated() bool
 }
 
-// GateFunc adapts a function to [Gate].
+// GateFunc adapts a function to [Gate]. The function must be safe for
+// concurrent use.
 type GateFunc func() bool
 
 // Saturated calls f.
@@ -37,7 +41,8 @@ const (
 )
 
 // FlowConfig is flow control's policy. The zero value means the defaults
-// noted on each field (llm-d's flow-control defaults).
+// noted on each field (llm-d's flow-control defaults). NewFlowControl copies it;
+// a FlowConfig is a plain value with no concurrency concerns of its own.
 type FlowConfig struct {
 	// MaxRequests bounds the requests waiting at once; 0 means 5,000. A request
 	// that would exceed it is rejected with 429 ([ReasonQueueFull]).
@@ -127,7 +132,8 @@ func NewFlowControl(gate Gate, cfg FlowConfig) (*FlowControl, error) {
 // Permit is the right to dispatch one admitted request. Call Done exactly once,
 // after the request's in-flight accounting is recorded (pool.Endpoint.Dispatch),
 // or when the request is abandoned before that (for example scheduling failed).
-// The zero Permit is valid and its Done does nothing.
+// The zero Permit is valid and its Done does nothing. A Permit may be passed to
+// and released from any goroutine; calling Done more than once is harmless.
 type Permit struct {
 	f *FlowControl
 	w *waiter

@@ -25,7 +25,7 @@ func NoHitLRU(maxEndpoints int) *ColdLRU {
 	return &ColdLRU{max: maxEndpoints, last: make(map[string]uint64)}
 }
 
-// ColdLRU is the scorer returned by [NoHitLRU].
+// ColdLRU is the scorer returned by [NoHitLRU]. It is safe for concurrent use.
 type ColdLRU struct {
 	max int
 

@@ -10,7 +10,8 @@ import (
 
 // Hash is a block identity: the full digest (up to 32 bytes) that chains
 // into the next block, as vLLM keeps it internally. The zero Hash means "no
-// parent". Key is the 64-bit form published in KV events.
+// parent". Key is the 64-bit form published in KV events. A Hash is a
+// comparable value and safe for concurrent use.
 type Hash struct {
 	b [32]byte
 	n uint8
@@ -58,7 +59,8 @@ type BlockHasher interface {
 	HashBlock(parent Hash, tokens []uint32, salt string) Hash
 }
 
-// BlockHasherFunc adapts a function to BlockHasher.
+// BlockHasherFunc adapts a function to BlockHasher. Like any BlockHasher,
+// the function must be deterministic and safe for concurrent use.
 type BlockHasherFunc func(parent Hash, tokens []uint32, salt string) Hash
 
 // HashBlock calls f.

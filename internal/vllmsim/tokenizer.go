@@ -40,6 +40,7 @@ var ErrBadToken = errors.New("vllmsim: token id out of the tokenizer's vocabular
 // sequences come back as U+FFFD, as a real byte-level BPE does). It has no
 // special tokens. Prompts are therefore about 4× longer in tokens than with
 // a real BPE vocabulary; size workloads in tokens, not characters.
+// ByteTokenizer is stateless and safe for concurrent use.
 type ByteTokenizer struct{}
 
 var _ Tokenizer = ByteTokenizer{}

@@ -11,6 +11,10 @@ import (
 // the next arrival time after every event and calls Pop when that time
 // comes, so a workload materialises one request at a time and may add
 // earlier arrivals in reaction to completions (closed loops).
+//
+// A Sim calls a Workload only from the goroutine running Sim.Run, so
+// implementations need not be safe for concurrent use; use one Workload per
+// Sim.
 type Workload interface {
 	// Peek returns the arrival time of the next request, and false when no
 	// request is pending (for now: a closed-loop workload may have more
@@ -35,7 +39,8 @@ type Stage struct {
 }
 
 // Arrivals is an arrival process: Poisson or evenly spaced, over a ladder of
-// rate stages (inference-perf's load stages).
+// rate stages (inference-perf's load stages). It is a plain value; each
+// Workload built from it keeps its own arrival state.
 type Arrivals struct {
 	// Poisson draws exponential gaps; otherwise gaps are 1/Rate.
 	Poisson bool
