@@ -278,3 +278,52 @@ func TestOffsetEndpoint(t *testing.T) {
 		assert.Equal(t, tt.want, got)
 	}
 }
+
+// TestReplayIgnoresMalformedRequests sends requests vLLM would ignore (a
+// short or long start sequence, a non-empty delimiter frame, extra frames)
+// and then a valid one on the same DEALER: the malformed ones get no reply,
+// and the publisher keeps serving.
+func TestReplayIgnoresMalformedRequests(t *testing.T) {
+	p, err := kvpublish.New(kvpublish.Config{
+		Endpoint: "tcp://127.0.0.1:0", ReplayEndpoint: "tcp://127.0.0.1:0", Mode: kvpublish.ModeBind,
+		Topic: "kv-events",
+	})
+	require.NoError(t, err)
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- p.Run(ctx) }()
+	for _, b := range []string{"batch0", "batch1"} {
+		_, err = p.PublishPayload([]byte(b))
+		require.NoError(t, err)
+	}
+
+	// The malformed requests ask from seq 0, the valid one from seq 1, so a
+	// malformed request that got answered shows up as a reply for seq 0.
+	d := zmq4.NewDealer(context.Background(), zmq4.WithDialerMaxRetries(-1))
+	defer d.Close()
+	require.NoError(t, d.Dial(p.ReplayEndpoint()))
+	for _, frames := range [][][]byte{
+		{nil, {0, 0, 0, 0}},                    // 4-byte start
+		{nil, make([]byte, 9)},                 // 9-byte start
+		{[]byte("x"), make([]byte, 8)},         // non-empty delimiter
+		{nil, make([]byte, 8), []byte("more")}, // extra frame
+		{nil},                                  // no start at all
+	} {
+		require.NoError(t, d.Send(zmq4.NewMsgFrom(frames...)))
+	}
+	require.NoError(t, d.Send(zmq4.NewMsgFrom(nil, binary.BigEndian.AppendUint64(nil, 1))))
+	first, err := d.Recv()
+	require.NoError(t, err)
+	require.Len(t, first.Frames, 4, "the first reply answers the valid request")
+	assert.Equal(t, uint64(1), binary.BigEndian.Uint64(first.Frames[2]))
+	assert.Equal(t, "batch1", string(first.Frames[3]))
+	end, err := d.Recv()
+	require.NoError(t, err)
+	require.Len(t, end.Frames, 4)
+	assert.Equal(t, kvevents.EndSeq, binary.BigEndian.Uint64(end.Frames[2]))
+
+	cancel()
+	assert.NoError(t, <-runErr)
+}
