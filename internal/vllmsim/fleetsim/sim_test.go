@@ -409,3 +409,41 @@ func TestScaleFromZeroHoldsRequests(t *testing.T) {
 	require.NoError(t, err)
 	assert.Positive(t, rep.Rejected)
 }
+
+// TestDegenerateWorkloads: zero or negative sizes and a non-positive ladder
+// step give a clear, finite workload instead of a panic or an endless loop.
+func TestDegenerateWorkloads(t *testing.T) {
+	assert.Equal(t, []fleetsim.Stage{{Rate: 3, Duration: time.Second}}, fleetsim.Ladder(3, 60, 0, time.Second))
+	assert.Equal(t, []fleetsim.Stage{{Rate: 3, Duration: time.Second}}, fleetsim.Ladder(3, 60, -1, time.Second))
+	assert.Len(t, fleetsim.Ladder(3, 9, 3, time.Second), 3)
+
+	arr := fleetsim.Arrivals{Stages: []fleetsim.Stage{{Rate: 10, Duration: time.Second}}}
+	tests := []struct {
+		name string
+		give fleetsim.Workload
+	}{
+		{"no groups", fleetsim.SharedPrefix{Arrivals: arr}.Workload()},
+		{"negative sizes", fleetsim.SharedPrefix{Groups: -2, PromptsPerGroup: -1, SystemPromptLen: -5,
+			QuestionLen: -1, OutputLen: -3, Arrivals: arr}.Workload()},
+		{"multi-turn, no groups", fleetsim.SharedPrefix{MultiTurn: true, Arrivals: arr}.Workload()},
+		{"chat, negative sizes", fleetsim.Chat{SystemPromptLen: -1, QuestionLen: -1, OutputLen: -1,
+			Turns: 1, Arrivals: arr}.Workload()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := 0
+			for {
+				_, ok := tt.give.Peek()
+				if !ok {
+					break
+				}
+				req := tt.give.Pop()
+				require.NotNil(t, req)
+				assert.Empty(t, req.Prompt)
+				assert.GreaterOrEqual(t, req.OutputLen, 0)
+				n++
+			}
+			assert.Equal(t, 9, n, "10 requests/s for one second: at 0.1 s .. 0.9 s")
+		})
+	}
+}

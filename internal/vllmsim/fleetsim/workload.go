@@ -48,8 +48,12 @@ type Arrivals struct {
 }
 
 // Ladder returns stages from rate `from` to `to` in steps of `step`, each
-// lasting d: the "rate ladder" of llm-d's benchmarks (e.g. 3→60 QPS).
+// lasting d: the "rate ladder" of llm-d's benchmarks (e.g. 3→60 QPS). A step
+// that is not positive (or NaN) yields the single stage at `from`.
 func Ladder(from, to, step float64, d time.Duration) []Stage {
+	if !(step > 0) {
+		return []Stage{{Rate: from, Duration: d}}
+	}
 	var st []Stage
 	for r := from; r <= to+1e-9; r += step {
 		st = append(st, Stage{Rate: r, Duration: d})
@@ -108,6 +112,7 @@ func (c *arrivalClock) next() (time.Duration, bool) {
 //
 // The llm-d "b2b-saas" benchmark is Groups 150, PromptsPerGroup 5,
 // SystemPromptLen 6000, QuestionLen 1200, OutputLen 1000, Poisson 3→60 QPS.
+// Groups and PromptsPerGroup below 1 mean 1; negative lengths mean 0.
 type SharedPrefix struct {
 	Groups, PromptsPerGroup      int
 	SystemPromptLen, QuestionLen int
@@ -125,6 +130,9 @@ type SharedPrefix struct {
 func (sp SharedPrefix) Workload() Workload {
 	g := &sharedPrefixGen{sp: sp, rng: rand.New(rand.NewPCG(sp.Seed, sp.Seed^0x2545f4914f6cdd1d))}
 	g.clock = arrivalClock{a: sp.Arrivals, rng: g.rng}
+	sp.Groups, sp.PromptsPerGroup = max(sp.Groups, 1), max(sp.PromptsPerGroup, 1)
+	sp.OutputLen = max(sp.OutputLen, 0)
+	g.sp = sp
 	g.systems = make([][]uint32, sp.Groups)
 	g.questions = make([][][]uint32, sp.Groups)
 	for i := range g.systems {
@@ -231,6 +239,7 @@ type Chat struct {
 
 // Workload returns the workload's generator.
 func (c Chat) Workload() Workload {
+	c.OutputLen = max(c.OutputLen, 0)
 	g := &chatGen{c: c, rng: rand.New(rand.NewPCG(c.Seed, c.Seed^0x7fb5d329728ea185)), byReq: make(map[int64]*chatConv)}
 	g.clock = arrivalClock{a: c.Arrivals, rng: g.rng}
 	for range max(c.SharedSystemPrompts, 1) {
@@ -324,7 +333,7 @@ func (g *chatGen) Completed(now time.Duration, req *Request, output []uint32) {
 // randomTokens returns n token ids drawn uniformly from [1000, 100000), a
 // range typical of BPE vocabularies' ordinary tokens.
 func randomTokens(rng *rand.Rand, n int) []uint32 {
-	t := make([]uint32, n)
+	t := make([]uint32, max(n, 0))
 	for i := range t {
 		t[i] = 1000 + uint32(rng.IntN(99000))
 	}
