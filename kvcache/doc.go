@@ -107,7 +107,7 @@
 // a block in, plus a CLOCK reference bit. Each location adds, under its own
 // mutex, a FIFO of its keys (the reverse map for Clear and DropEndpoint, which
 // cost O(blocks of that location), never a full scan, and the eviction queue;
-// stale keys are filtered once they outnumber live ones), its engine-hash map,
+// stale keys are filtered once they outnumber live ones three to one), its engine-hash map,
 // and its learned keys' deadlines. Memory per (block, location) entry,
 // measured at 10M entries stored through KV events: about 59 B with one
 // holder per block (table slot ≈ 16 B / load, FIFO 8 B, engine mapping) and

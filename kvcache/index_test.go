@@ -597,7 +597,7 @@ func TestChurnStaysBounded(t *testing.T) {
 	l, err := x.loc("a", false, false)
 	require.NoError(t, err)
 	l.mu.Lock()
-	assert.LessOrEqual(t, len(l.fifo)-l.head, 2*l.entries+1024+len(keys))
+	assert.LessOrEqual(t, len(l.fifo)-l.head, 4*l.entries+1024+len(keys))
 	assert.Equal(t, 100, l.entries)
 	l.mu.Unlock()
 	got, _ := lookup(t, x, keys, "a")
