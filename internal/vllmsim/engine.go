@@ -326,7 +326,7 @@ func (e *Engine) Add(req *Request, now time.Duration) (*Seq, error) {
 		return nil, ErrEmptyPrompt
 	case req.MaxTokens < 1:
 		return nil, fmt.Errorf("%w: got %d", ErrBadMaxTokens, req.MaxTokens)
-	case n+req.MaxTokens > e.cfg.MaxModelLen:
+	case req.MaxTokens > e.cfg.MaxModelLen-n: // not n+MaxTokens, which can overflow
 		return nil, fmt.Errorf("%w: %d prompt + %d output tokens > max_model_len %d", ErrPromptTooLong, n, req.MaxTokens, e.cfg.MaxModelLen)
 	case (n+req.MaxTokens+e.cfg.BlockSize-1)/e.cfg.BlockSize > e.cfg.NumBlocks:
 		return nil, fmt.Errorf("%w: %d tokens, %d blocks of %d", ErrTooLargeForCache, n+req.MaxTokens, e.cfg.NumBlocks, e.cfg.BlockSize)

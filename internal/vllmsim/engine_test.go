@@ -2,6 +2,7 @@ package vllmsim_test
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -202,6 +203,7 @@ func TestEngineAddErrors(t *testing.T) {
 		{"zero max tokens", vllmsim.Request{Prompt: []uint32{1}}, vllmsim.ErrBadMaxTokens},
 		{"negative max tokens", vllmsim.Request{Prompt: []uint32{1}, MaxTokens: -3}, vllmsim.ErrBadMaxTokens},
 		{"too long", vllmsim.Request{Prompt: make([]uint32, 8192), MaxTokens: 1}, vllmsim.ErrPromptTooLong},
+		{"max tokens that overflow prompt + output", vllmsim.Request{Prompt: []uint32{1, 2, 3}, MaxTokens: math.MaxInt, IgnoreEOS: true}, vllmsim.ErrPromptTooLong},
 		{"larger than the cache", vllmsim.Request{Prompt: make([]uint32, 100), MaxTokens: 1}, vllmsim.ErrTooLargeForCache},
 	}
 	for _, tt := range tests {
