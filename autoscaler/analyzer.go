@@ -144,12 +144,18 @@ func costPerCapacity(p Pool) float64 {
 // load that needs more replicas than ready plus pending also scales up, even
 // when the anticipated replicas lift the averages above the triggers.
 //
-// While replicas are pending or warming, only that KV shortfall scales up:
-// the spare-level and all-saturated triggers hold, because saturated
-// replicas keep the averages under the triggers however many replicas are
-// on their way, and one more per decision would overshoot (then walk back
-// down: oscillation). Pending replicas are trusted until
-// Guards.PendingTimeout, after which the guards replace them.
+// While replicas are pending or warming, the spare-level and all-saturated
+// triggers add one replica per decision only if the load is rising (the
+// Holt trend of the arrival rate projects a rise of more than 10 % of its
+// level within two minutes): at a flat load, saturated replicas keep the
+// averages under the triggers however many replicas are on their way, and
+// one more per decision would overshoot (then walk back down:
+// oscillation). At a flat load the order is sized by the proportional
+// shortfalls instead: KV as above, and, when every pool has a
+// Profile.MaxRate, throughput (the smoothed arrival rate, or the summed
+// completion rate, over MaxUtilization of the profiled capacity). Pending
+// replicas are trusted until Guards.PendingTimeout, after which the guards
+// replace them.
 //
 // Scale-down removes one replica from the most expensive pool (cost per
 // profiled capacity) when no scale-up is wanted, no replica is pending or
@@ -282,23 +288,33 @@ func (s Saturation) Analyze(g *Group) Proposal {
 	// warming: they serve traffic too) is extrapolated from the samples.
 	kvLoad := sumKV / float64(nSamples) * float64(nSamples+missing+warming)
 	kvShort := int(math.Ceil(kvLoad/(s.KVThreshold-s.KVSpareTrigger)-1e-9)) - total
-	// The spare-level triggers fire only when no capacity is on its way:
-	// while replicas are pending or warming, saturated replicas keep the
-	// averages under the triggers however many replicas were ordered, and
-	// adding one per decision would overshoot until the first one is ready
-	// (then walk back down, one replica per down window: oscillation). The
-	// KV shortfall is proportional to the load and still applies.
+	// The spare-level triggers add one replica per decision only when no
+	// capacity is on its way: while replicas are pending or warming,
+	// saturated replicas keep the averages under the triggers however many
+	// replicas were ordered, and one more per decision would overshoot
+	// until the first one is ready (then walk back down: oscillation).
+	// Meanwhile the shortfalls that are proportional to the load size the
+	// order: KV, and throughput when the pools are profiled.
 	onTheWay := anticipated + warming
-	trigger := onTheWay == 0 && (n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger)
-	if trigger || kvShort > 0 {
-		k := max(kvShort, 1)
+	triggered := n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger
+	short := kvShort
+	if onTheWay > 0 && triggered {
+		if c, ok := s.rateShort(g); ok {
+			short = max(short, c)
+		}
+	}
+	// A rising load (the projected rise over the next two minutes is more than
+	// a tenth of the level) keeps WVA's one more per decision.
+	rising := !math.IsNaN(g.ArrivalRate) && g.RateTrend*risingHorizon.Seconds() > risingFraction*g.RateLevel
+	if ((onTheWay == 0 || rising) && triggered) || short > 0 {
+		k := max(short, 1)
 		added := addCheapest(g, want, k)
 		if added == 0 {
 			return Proposal{Replicas: want, Reason: "saturation: scale up wanted but every pool is at max; " + stats}
 		}
 		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: up +%d; %s", added, stats)}
 	}
-	if onTheWay > 0 && (n == 0 || avgKV < s.KVSpareTrigger || avgQ < s.QueueSpareTrigger) {
+	if onTheWay > 0 && triggered {
 		return Proposal{Replicas: want, Reason: fmt.Sprintf("saturation: hold, %d replicas on the way (pending or warming); %s", onTheWay, stats)}
 	}
 	if anticipated > 0 || warming > 0 || missing > 0 || nonSat < 2 || total < 2 {
@@ -331,12 +347,50 @@ func (s Saturation) Analyze(g *Group) Proposal {
 	return Proposal{Replicas: want, Reason: "saturation: down wanted but every pool is at min; " + stats}
 }
 
+// A load counts as rising for Saturation when its Holt trend projects a
+// rise over risingHorizon of more than risingFraction of its level.
+const (
+	risingHorizon  = 2 * time.Minute
+	risingFraction = 0.10
+)
+
+// rateShort returns how many replicas the group lacks, beyond its capacity, to
+// serve its request rate at MaxUtilization of the pools' profiled
+// throughput, adding to the cheapest pool per capacity; false when a pool
+// has no profile or MaxUtilization is negative. The rate is the smoothed
+// arrival rate (RateLevel) when the arrival rate is known, otherwise the
+// replicas' summed completion rate.
+func (s Saturation) rateShort(g *Group) (int, bool) {
+	if s.MaxUtilization < 0 {
+		return 0, false
+	}
+	have, done := 0.0, 0.0
+	for _, p := range g.Pools {
+		if !(p.Pool.Profile.MaxRate > 0) {
+			return 0, false
+		}
+		have += float64(p.Capacity()) * p.Pool.Profile.MaxRate
+		for _, m := range p.Samples {
+			done += m.RequestRate
+		}
+	}
+	rate := done
+	if !math.IsNaN(g.ArrivalRate) {
+		rate = g.RateLevel
+	}
+	missing := rate/s.MaxUtilization - have // profiled throughput lacking
+	if missing <= 0 {
+		return 0, true
+	}
+	return int(math.Ceil(missing/g.Pools[g.rank()[0]].Pool.Profile.MaxRate - 1e-9)), true
+}
+
 // utilizationAfter returns the group's request rate over the profiled
 // throughput (Profile.MaxRate) of its capacity less one replica of pool
 // victim, and false when the check does not apply: MaxUtilization negative,
 // a pool with capacity but no profile, or no capacity left. The request
-// rate is the larger of the arrival rate (when known) and the replicas'
-// summed completion rate.
+// rate is the largest of the arrival rate and its smoothed level (when
+// known) and the replicas' summed completion rate.
 func (s Saturation) utilizationAfter(g *Group, victim int) (float64, bool) {
 	if s.MaxUtilization < 0 {
 		return 0, false
@@ -361,8 +415,8 @@ func (s Saturation) utilizationAfter(g *Group, victim int) (float64, bool) {
 		return 0, false
 	}
 	rate := done
-	if g.ArrivalRate > rate { // false for NaN
-		rate = g.ArrivalRate
+	if !math.IsNaN(g.ArrivalRate) {
+		rate = max(rate, g.ArrivalRate, g.RateLevel)
 	}
 	return rate / capAfter, true
 }

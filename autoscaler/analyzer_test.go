@@ -92,6 +92,22 @@ func TestSaturation(t *testing.T) {
 		assert.Equal(t, []int{4}, got.Replicas, got.Reason)
 		assert.Contains(t, got.Reason, "92% of profiled throughput")
 	})
+	t.Run("on the way: a rising load keeps one more per decision", func(t *testing.T) {
+		g := groupOf(PoolView{Pool: cheap, Ready: 4, Pending: 1, Samples: samples(4, 0.5, 6)})
+		g.ArrivalRate, g.RateLevel, g.RateTrend = 16, 16, 0.05 // +6 req/s over 2 min: 37 % of the level
+		got := Saturation{}.Analyze(g)
+		assert.Equal(t, []int{6}, got.Replicas, got.Reason)
+		g.RateTrend = 0.01 // +1.2 req/s: noise
+		got = Saturation{}.Analyze(g)
+		assert.Equal(t, []int{5}, got.Replicas, got.Reason)
+	})
+	t.Run("on the way: throughput shortfall sizes the order", func(t *testing.T) {
+		g := groupOf(PoolView{Pool: cheap, Ready: 4, Pending: 1, Samples: samples(4, 0.5, 6)})
+		g.ArrivalRate, g.RateLevel = 30, 30 // 30 / 0.85 = 35.3 req/s of profile vs 5 × 4: 4 more
+		got := Saturation{}.Analyze(g)
+		assert.Equal(t, []int{9}, got.Replicas, got.Reason)
+		assert.Contains(t, got.Reason, "up +4")
+	})
 	t.Run("throughput bound off without a profile", func(t *testing.T) {
 		got := Saturation{}.Analyze(groupOf(PoolView{Pool: Pool{Name: "np", Max: 10}, Ready: 3, Samples: rated(3, 0.3, 10.0/3)}))
 		assert.Equal(t, []int{2}, got.Replicas, got.Reason)

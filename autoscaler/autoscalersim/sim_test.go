@@ -3,6 +3,7 @@ package autoscalersim
 import (
 	"flag"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,10 @@ import (
 	"github.com/routekit/routekit/autoscaler"
 )
 
-var report = flag.Bool("report", false, "run the full simulation matrix and print the BENCHMARKS.md table")
+var (
+	report     = flag.Bool("report", false, "run the full simulation matrix and print the BENCHMARKS.md table")
+	controller = flag.String("controller", "", "with -report: only controllers whose name contains this")
+)
 
 // queueProfile profiles the default engine like an offline benchmark.
 func queueProfile(t testing.TB) autoscaler.Profile {
@@ -24,6 +28,17 @@ func queueProfile(t testing.TB) autoscaler.Profile {
 type controllerSpec struct {
 	name string
 	make func(p autoscaler.Profile, startup time.Duration) Controller
+}
+
+// reportControllers is controllers() filtered by -controller.
+func reportControllers() []controllerSpec {
+	var out []controllerSpec
+	for _, c := range controllers() {
+		if strings.Contains(c.name, *controller) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func controllers() []controllerSpec {
@@ -136,6 +151,8 @@ func TestVLLMFleetSpike(t *testing.T) {
 // TestReport prints the full matrix for BENCHMARKS.md:
 //
 //	go test ./autoscaler/autoscalersim -run TestReport -report -v -timeout 30m
+//
+// -controller NAME keeps only the controllers whose name contains NAME.
 func TestReport(t *testing.T) {
 	if !*report {
 		t.Skip("pass -report to run the full simulation matrix")
@@ -156,23 +173,25 @@ func TestReport(t *testing.T) {
 		var rs []Result
 		for _, sc := range []Scenario{SteadyScenario(120 * time.Second), SpikeRampScenario(120 * time.Second),
 			SpikeStepScenario(120 * time.Second), DiurnalScenario(120 * time.Second)} {
-			for _, c := range controllers() {
+			for _, c := range reportControllers() {
 				rs = append(rs, runOne(t, fl.f(), p, sc.Scaled(fl.scale), c))
 			}
 		}
 		// What holding an instant 2× step with 120 s start-ups costs: headroom.
 		sc := SpikeStepScenario(120 * time.Second).Scaled(fl.scale)
-		rs = append(rs, runOne(t, fl.f(), p, sc, controllerSpec{"routekit queueing, headroom 0.8", func(p autoscaler.Profile, s time.Duration) Controller {
-			c := QueueingController(p, s)
-			q := c.Config.Analyzer.(autoscaler.QueueingModel)
-			q.Headroom = 0.8
-			c.Config.Analyzer = q
-			return c
-		}}))
+		if strings.Contains("routekit queueing, headroom 0.8", *controller) {
+			rs = append(rs, runOne(t, fl.f(), p, sc, controllerSpec{"routekit queueing, headroom 0.8", func(p autoscaler.Profile, s time.Duration) Controller {
+				c := QueueingController(p, s)
+				q := c.Config.Analyzer.(autoscaler.QueueingModel)
+				q.Headroom = 0.8
+				c.Config.Analyzer = q
+				return c
+			}}))
+		}
 		fmt.Println(Table(rs))
 		rs = nil
 		for _, startup := range []time.Duration{0, 30 * time.Second, 60 * time.Second, 120 * time.Second, 180 * time.Second} {
-			for _, c := range controllers() {
+			for _, c := range reportControllers() {
 				sc := SpikeRampScenario(startup).Scaled(fl.scale)
 				sc.Name = fmt.Sprintf("ramp spike, start-up %v", startup)
 				rs = append(rs, runOne(t, fl.f(), p, sc, c))
