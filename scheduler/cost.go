@@ -9,6 +9,7 @@ import (
 
 // Cost configures [CostPicker]. The zero value is a greedy (argmin) picker with
 // prefill weight 1.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Cost struct {
 	// PrefillWeight multiplies the prefill term; zero means 1. Raise it to favour
 	// cache hits over decode balance (Dynamo's overlap_score_weight).

@@ -32,6 +32,8 @@ type Decision struct {
 }
 
 // Result is one profile's outcome within a [Decision].
+// Like its Decision, a Result is not safe for concurrent use and is overwritten when
+// the Decision is reused.
 type Result struct {
 	// Name is the profile's name, Profile its index in the scheduler.
 	Name    string

@@ -40,6 +40,7 @@ var (
 )
 
 // ScoreError reports an invalid score from a scorer. It wraps [ErrBadScore].
+// Like any error value, it is immutable once returned and safe for concurrent use.
 type ScoreError struct {
 	Scorer   string  // name of the scorer, see [WeightedScorer.Name]
 	Endpoint string  // ID of the endpoint the score was for
@@ -57,6 +58,7 @@ func (e *ScoreError) Unwrap() error { return ErrBadScore }
 // Reason is a machine-readable cause for a request that was not routed. Its value
 // is suitable for a response header such as x-llm-d-request-dropped-reason (the
 // strings match llm-d's where llm-d has one).
+// It is a plain value, safe to copy and to read from several goroutines.
 type Reason string
 
 // Reasons a request can be refused.
@@ -78,6 +80,7 @@ const statusClientClosed = 499
 // RejectError is returned by admission and flow control when a request is refused.
 // It carries the reason and the HTTP status a gateway should answer with: 429 means
 // back-pressure (retry later), 503 means nothing can serve it.
+// Like any error value, it is immutable once returned and safe for concurrent use.
 type RejectError struct {
 	Reason Reason
 	Status int   // HTTP status code

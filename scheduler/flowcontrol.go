@@ -30,6 +30,7 @@ type GateFunc func() bool
 func (f GateFunc) Saturated() bool { return f() }
 
 // Ordering is how flow control orders the requests of one tenant.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Ordering uint8
 
 const (

@@ -14,6 +14,8 @@ type ProfileHandler interface {
 }
 
 // ProfileHandlerFunc adapts a function to [ProfileHandler].
+// The function must be safe for concurrent use: a Scheduler calls it from every
+// goroutine that schedules.
 type ProfileHandlerFunc func(ctx context.Context, req *Request, d *Decision) int
 
 // Next calls f.

@@ -11,6 +11,8 @@ import (
 //
 // A Request must not be modified while a call that received it is running; it may
 // be reused for another request afterwards.
+// The scheduler, flow control and the built-in plugins only read it, so concurrent
+// calls may share one Request.
 type Request struct {
 	// ID identifies the request in logs and explain output (for example x-request-id).
 	ID string

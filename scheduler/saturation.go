@@ -41,6 +41,7 @@ type Saturation struct {
 }
 
 // StaleSaturation is [Saturation]'s policy for stale endpoints.
+// It is a plain value, safe to copy and to read from several goroutines.
 type StaleSaturation uint8
 
 const (

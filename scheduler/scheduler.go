@@ -13,6 +13,8 @@ import (
 // scheduler computed about it for this request. Filters, scorers and pickers
 // receive a slice of candidates; the slice and its elements belong to the
 // scheduler and are valid only during the call.
+// Plugins must not keep a Candidate or its slice after the call returns; the pointed-to
+// Endpoint is safe for concurrent use.
 type Candidate struct {
 	// Endpoint is the pool endpoint, with its live state (Metrics, Load, Status).
 	*pool.Endpoint
@@ -25,6 +27,7 @@ type Candidate struct {
 
 // PrefixMatch is how many of a request's leading KV blocks an endpoint holds,
 // consecutively from block 0, and in which cache tier. GPU+CPU+Storage == Blocks.
+// It is a plain value, safe to copy and to read from several goroutines.
 type PrefixMatch struct {
 	Blocks  int // consecutive leading blocks available, any tier
 	GPU     int // of which in GPU memory
@@ -44,6 +47,8 @@ type Filter interface {
 }
 
 // FilterFunc adapts a function to [Filter].
+// The function must be safe for concurrent use: a Scheduler calls it from every
+// goroutine that schedules.
 type FilterFunc func(ctx context.Context, req *Request, cands []Candidate) []Candidate
 
 // Filter calls f.
@@ -63,6 +68,8 @@ type Scorer interface {
 }
 
 // ScorerFunc adapts a function to [Scorer].
+// The function must be safe for concurrent use: a Scheduler calls it from every
+// goroutine that schedules.
 type ScorerFunc func(ctx context.Context, req *Request, cands []Candidate, out []float64) error
 
 // Score calls f.
@@ -83,6 +90,8 @@ type Picker interface {
 }
 
 // PickerFunc adapts a function to [Picker].
+// The function must be safe for concurrent use: a Scheduler calls it from every
+// goroutine that schedules.
 type PickerFunc func(ctx context.Context, req *Request, cands []Candidate, scores []float64, out []int) int
 
 // Pick calls f.
@@ -109,6 +118,8 @@ type PrefixIndex interface {
 }
 
 // PrefixIndexFunc adapts a function to [PrefixIndex].
+// The function must be safe for concurrent use: a Scheduler calls it from every
+// goroutine that schedules.
 type PrefixIndexFunc func(req *Request, cands []Candidate)
 
 // Match calls f.
@@ -122,6 +133,7 @@ func (f PrefixIndexFunc) Match(req *Request, cands []Candidate) { f(req, cands) 
 // weight keeps a scorer for the explain output without letting it influence the
 // pick. With no scorers (or all weights zero) every combined score is 0 and the
 // picker decides alone (a random or cost picker, or a random tie-break).
+// It is a plain value; the scorer it holds must be safe for concurrent use.
 type WeightedScorer struct {
 	Weight float64
 	Scorer Scorer
@@ -139,6 +151,8 @@ func (ws WeightedScorer) Named(name string) WeightedScorer { ws.Name = name; ret
 
 // Profile is one filter → score → pick pipeline. It is plain data: build one
 // with a composite literal and hand it to [New] or [NewMulti].
+// New copies what it needs; the plugins a Profile holds must be safe for concurrent
+// use.
 type Profile struct {
 	// Name labels the profile's [Result] ("default", "decode", "prefill").
 	Name string
@@ -152,6 +166,7 @@ type Profile struct {
 
 // StalePolicy says what the scheduler does with endpoints whose scraped metrics
 // are stale (pool.Endpoint.Stale).
+// It is a plain value, safe to copy and to read from several goroutines.
 type StalePolicy uint8
 
 const (
@@ -166,6 +181,7 @@ const (
 )
 
 // Option configures a [Scheduler].
+// Options are immutable values, safe to reuse for several schedulers.
 type Option interface{ apply(*Scheduler) }
 
 type optionFunc func(*Scheduler)

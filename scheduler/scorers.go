@@ -138,6 +138,7 @@ func (s tokenLoad) Score(_ context.Context, req *Request, cands []Candidate, out
 // TierWeights weigh a prefix match by where its blocks are: a block that must be
 // loaded from CPU memory or shared storage saves less prefill than one in GPU
 // memory. The zero value means the defaults: GPU 1.0, CPU 0.8, Storage 0.5.
+// It is a plain value, safe to copy and to read from several goroutines.
 type TierWeights struct{ GPU, CPU, Storage float64 }
 
 // DefaultTierWeights are the weights used for a zero [TierWeights].
