@@ -30,6 +30,7 @@ type Hasher struct {
 }
 
 // Option configures a Hasher.
+// Options are immutable values, safe to reuse.
 type Option interface{ apply(*Hasher) }
 
 type optionFunc func(*Hasher)
@@ -64,6 +65,7 @@ func NewHasher(model string, opts ...Option) (*Hasher, error) {
 
 // Extra holds the per-request inputs that change a request's keys besides its
 // tokens, as vLLM's extra keys do. The zero value means no adapter and no salt.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Extra struct {
 	// LoRA is the LoRA adapter name (vLLM's lora_request.lora_name). It is
 	// mixed into every block, so requests for different adapters never share keys.

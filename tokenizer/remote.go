@@ -44,6 +44,7 @@ type cacheItem struct {
 }
 
 // RemoteOption configures a Remote.
+// Options are immutable values, safe to reuse.
 type RemoteOption interface{ applyRemote(*Remote) }
 
 type remoteOptionFunc func(*Remote)
@@ -101,6 +102,7 @@ func NewRemote(baseURL string, opts ...RemoteOption) (*Remote, error) {
 
 // ChatRequest is the chat form of vLLM's /tokenize. Messages and Tools are passed through
 // verbatim (key order matters to chat templates).
+// Remote only reads it, so one ChatRequest may be shared between goroutines.
 type ChatRequest struct {
 	// Messages is the request's "messages" JSON array.
 	Messages json.RawMessage

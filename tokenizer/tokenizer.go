@@ -38,6 +38,7 @@ type Tokenizer struct {
 var ErrUnsupported = errors.New("tokenizer: unsupported component")
 
 // Option configures loading.
+// Options are immutable values, safe to reuse.
 type Option interface{ apply(*options) }
 
 type options struct {

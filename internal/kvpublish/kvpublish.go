@@ -18,6 +18,7 @@ import (
 
 // Config mirrors vLLM's KVEventsConfig for the "zmq" publisher. The zero
 // value of each field means vLLM's default.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Config struct {
 	// Endpoint is the PUB address; default "tcp://*:5557". The
 	// DataParallelRank is added to its port.
@@ -50,6 +51,7 @@ type Config struct {
 }
 
 // Mode chooses how the PUB socket attaches to its endpoint.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Mode uint8
 
 // The PUB socket modes.

@@ -23,6 +23,7 @@ import (
 // prefix-cache hits show up in TTFT; decode sequences each produce one token
 // per step, so the inter-token latency grows with batch size and context, and
 // with any prefill chunk that shares the step, as on a GPU.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Config struct {
 	// Model is the served model name (the "model" field and the model_name
 	// metrics label).

@@ -47,6 +47,7 @@ type Engine struct {
 }
 
 // Option configures an Engine.
+// Options are immutable values, safe to reuse.
 type Option interface{ apply(*Engine) }
 
 type optionFunc func(*Engine)
@@ -99,6 +100,7 @@ var (
 
 // Request is the input of Engine.Add. The engine keeps the pointer; do not
 // modify a Request after adding it.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Request struct {
 	// ID identifies the request (vLLM's request_id); it names held P/D
 	// blocks for Release.
@@ -136,6 +138,7 @@ type Request struct {
 }
 
 // FinishReason says why a sequence finished.
+// It is a plain value, safe to copy and to read from several goroutines.
 type FinishReason uint8
 
 // Finish reasons, named as in vLLM's finished_reason metric label.
@@ -226,6 +229,7 @@ func intsOf(b []int32) []int {
 }
 
 // TokenEvent is one sampled token in a StepOutput.
+// It belongs to the Engine, which is not safe for concurrent use.
 type TokenEvent struct {
 	Seq   *Seq
 	Token uint32
@@ -236,6 +240,7 @@ type TokenEvent struct {
 }
 
 // KVEventKind is the type of a KVEvent.
+// It is a plain value, safe to copy and to read from several goroutines.
 type KVEventKind uint8
 
 // KV event kinds, as vLLM's BlockStored, BlockRemoved and AllBlocksCleared.
@@ -251,6 +256,7 @@ const (
 // KVEvent is one prefix-cache change, in the terms of vLLM's KV events:
 // Keys are the published 64-bit block hashes (Hash.Key). Slices alias engine
 // storage and are valid until the next Schedule.
+// It belongs to the Engine, which is not safe for concurrent use.
 type KVEvent struct {
 	Kind KVEventKind
 	Keys []uint64
@@ -265,6 +271,7 @@ type KVEvent struct {
 
 // StepOutput is the result of one engine step. It is reused by the next
 // step: copy what you keep.
+// It belongs to the Engine, which is not safe for concurrent use.
 type StepOutput struct {
 	// Start and End are the step's engine times.
 	Start, End time.Duration
@@ -277,6 +284,7 @@ type StepOutput struct {
 }
 
 // Counters are the engine's cumulative counters, named after vLLM metrics.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Counters struct {
 	PromptTokens     int64    // vllm:prompt_tokens_total
 	GenerationTokens int64    // vllm:generation_tokens_total
@@ -290,6 +298,7 @@ type Counters struct {
 }
 
 // Stats is a snapshot of the engine's load.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Stats struct {
 	Running, Waiting int
 	// WaitingRemote counts P/D decode requests waiting for their KV.

@@ -15,6 +15,7 @@ import (
 )
 
 // ReplicaSpec describes one replica of a Fleet.
+// It is plain data with no internal synchronisation: share it only read-only.
 type ReplicaSpec struct {
 	// Config is the engine; the zero value means Fast().
 	Config Config

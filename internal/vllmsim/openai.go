@@ -13,6 +13,7 @@ import (
 // are ignored, as vLLM does (extra="allow").
 
 // CompletionRequest is the body of POST /v1/completions.
+// It is plain data with no internal synchronisation: share it only read-only.
 type CompletionRequest struct {
 	Model  string `json:"model"`
 	Prompt Prompt `json:"prompt"`
@@ -21,6 +22,7 @@ type CompletionRequest struct {
 }
 
 // ChatRequest is the body of POST /v1/chat/completions.
+// It is plain data with no internal synchronisation: share it only read-only.
 type ChatRequest struct {
 	Model    string        `json:"model"`
 	Messages []ChatMessage `json:"messages"`
@@ -46,6 +48,7 @@ type commonParams struct {
 }
 
 // StreamOptions is the OpenAI stream_options object.
+// It is plain data with no internal synchronisation: share it only read-only.
 type StreamOptions struct {
 	IncludeUsage         *bool `json:"include_usage,omitempty"`
 	ContinuousUsageStats bool  `json:"continuous_usage_stats,omitempty"`
@@ -53,12 +56,14 @@ type StreamOptions struct {
 
 // ChatMessage is one element of "messages". Content may be a string or a
 // list of {"type":"text","text":...} parts.
+// It is plain data with no internal synchronisation: share it only read-only.
 type ChatMessage struct {
 	Role    string      `json:"role"`
 	Content ChatContent `json:"content"`
 }
 
 // ChatContent is a message's content, flattened to text.
+// It is plain data with no internal synchronisation: share it only read-only.
 type ChatContent string
 
 // UnmarshalJSON accepts a string, null, or a list of text parts.
@@ -99,6 +104,7 @@ func (c *ChatContent) UnmarshalJSON(b []byte) error {
 // Prompt is a completion prompt: a string, a list of strings, a list of
 // token ids, or a list of token-id lists. The server accepts exactly one
 // prompt (batches of prompts are rejected with 400).
+// It is plain data with no internal synchronisation: share it only read-only.
 type Prompt struct {
 	Text   string
 	Tokens []uint32
@@ -153,6 +159,8 @@ func (p *Prompt) UnmarshalJSON(b []byte) error {
 
 // APIError is an OpenAI-style error as vLLM returns it: HTTP status Code and
 // body {"error": {"message", "type", "param", "code"}}.
+// Like any error value, it is immutable once returned and safe for concurrent
+// use.
 type APIError struct {
 	Code    int
 	Type    string

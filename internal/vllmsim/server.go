@@ -67,6 +67,7 @@ type stream struct {
 }
 
 // ServerOption configures a Server.
+// Options are immutable values, safe to reuse.
 type ServerOption interface{ applyServer(*Server) error }
 
 type serverOptionFunc func(*Server) error
@@ -134,6 +135,7 @@ func WithPeers(lookup func(engineID string) *Server) ServerOption {
 }
 
 // KVEventsConfig enables KV-event publishing (vLLM's --kv-events-config).
+// It is plain data with no internal synchronisation: share it only read-only.
 type KVEventsConfig struct {
 	// Publisher configures the ZMQ sockets (endpoint, replay endpoint,
 	// topic, buffer, bind or connect).

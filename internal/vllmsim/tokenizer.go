@@ -24,9 +24,12 @@ type Tokenizer interface {
 }
 
 // ChatTemplate renders chat messages into the prompt text the engine sees.
+// A Server may call it from several goroutines at once, so it must be safe for
+// concurrent use.
 type ChatTemplate func(msgs []Message, addGenerationPrompt, continueFinal bool) (string, error)
 
 // Message is one chat message.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Message struct {
 	Role    string
 	Content string

@@ -37,6 +37,7 @@ func Tuple(items ...Key) Key { return Key{kind: kindTuple, items: items} }
 
 // MMItem is one multimodal input's placeholder range in the prompt, as in
 // vLLM's PlaceholderRange, with its content identifier.
+// It is a plain value, safe to copy and to read from several goroutines.
 type MMItem struct {
 	// Identifier is the item's content hash (mm_feature.identifier).
 	Identifier string
@@ -48,6 +49,7 @@ type MMItem struct {
 
 // Request holds the per-request inputs of vLLM's
 // generate_block_hash_extra_keys. The zero Request yields no extra keys.
+// ExtraKeys only reads it, so a Request may be shared between goroutines.
 type Request struct {
 	// LoRAName is the adapter name (lora_request.lora_name); it is an
 	// extra key of every block. Empty means no LoRA.

@@ -21,6 +21,7 @@ type Hasher struct {
 }
 
 // Algorithm is a vLLM prefix_caching_hash_algo.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Algorithm uint8
 
 // The algorithms vLLM offers for --prefix-caching-hash-algo.
@@ -93,6 +94,7 @@ func (a Algorithm) cbor() bool { return a == SHA256CBOR || a == XXHashCBOR }
 // Digest is a full vLLM block hash: the raw digest bytes vLLM keeps
 // internally and chains as the parent of the next block. The zero Digest
 // stands for "no parent" (Python None).
+// A Digest is a comparable value, safe for concurrent use.
 type Digest struct {
 	n uint8
 	b [32]byte

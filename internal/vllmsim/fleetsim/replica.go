@@ -26,6 +26,7 @@ type Replica struct {
 }
 
 // Metrics is what a router could scrape from a replica's /metrics.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Metrics struct {
 	// At is the virtual time of the scrape.
 	At time.Duration

@@ -11,6 +11,7 @@ import (
 )
 
 // Report summarises a run.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Report struct {
 	Summary
 	// ITL are inter-token latency quantiles over every output token after
@@ -41,6 +42,7 @@ type Report struct {
 }
 
 // ReplicaReport is one replica's share of a run.
+// It is plain data with no internal synchronisation: share it only read-only.
 type ReplicaReport struct {
 	ID                 int
 	Routed, Completed  int
@@ -51,6 +53,7 @@ type ReplicaReport struct {
 }
 
 // Sample is the fleet at one instant.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Sample struct {
 	At                         time.Duration
 	Replicas, Ready            int
@@ -60,11 +63,13 @@ type Sample struct {
 }
 
 // Quantiles of a latency distribution.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Quantiles struct {
 	P50, P90, P99, Mean time.Duration
 }
 
 // Summary are the request-level figures of a set of results.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Summary struct {
 	Requests, Finished, Rejected, Unfinished int
 	TTFT, E2E                                Quantiles

@@ -12,6 +12,7 @@ import (
 
 // Request is one simulated client request. Workloads create it; the router
 // reads it. Fields other than Keys are set by the workload.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Request struct {
 	// ID is unique within a run (assigned by the workload, in arrival order).
 	ID int64
@@ -49,12 +50,16 @@ type Router interface {
 // prefill == decode) runs the request on decode alone; a nil decode rejects
 // it. When a Router implements PDRouter, the simulator calls RoutePD instead
 // of Route.
+// The simulator calls it only from the goroutine running Sim.Run, so it need
+// not be safe for concurrent use.
 type PDRouter interface {
 	Router
 	RoutePD(req *Request, st *State) (prefill, decode *Replica)
 }
 
 // RouterFunc adapts a function to Router.
+// The simulator calls it only from the goroutine running Sim.Run, so it need
+// not be safe for concurrent use.
 type RouterFunc func(req *Request, st *State) *Replica
 
 // Route calls f.
@@ -76,6 +81,7 @@ type State struct {
 }
 
 // ReplicaSpec describes a replica to start.
+// It is plain data with no internal synchronisation: share it only read-only.
 type ReplicaSpec struct {
 	// Engine is the replica's engine; the zero value means Config.Engine.
 	Engine vllmsim.Config
@@ -84,6 +90,7 @@ type ReplicaSpec struct {
 }
 
 // Config configures a simulation. Hooks are optional (nil = off).
+// It is plain data with no internal synchronisation: share it only read-only.
 type Config struct {
 	// Engine is the default engine configuration of every replica
 	// (vllmsim.Qwen3_32B_H100x2 if zero).
@@ -230,6 +237,7 @@ const (
 )
 
 // Result is the outcome of one request.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Result struct {
 	ID                int64
 	Group, User, Turn int

@@ -26,11 +26,14 @@ type Workload interface {
 
 // Feedback is implemented by workloads that react to completions (multi-turn
 // chat). output is nil for rejected requests.
+// The simulator calls it only from the goroutine running Sim.Run, so it need
+// not be safe for concurrent use.
 type Feedback interface {
 	Completed(now time.Duration, req *Request, output []uint32)
 }
 
 // Stage is a constant-rate phase of an arrival process.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Stage struct {
 	// Rate is the arrival rate in requests per second.
 	Rate float64
@@ -113,6 +116,8 @@ func (c *arrivalClock) next() (time.Duration, bool) {
 // The llm-d "b2b-saas" benchmark is Groups 150, PromptsPerGroup 5,
 // SystemPromptLen 6000, QuestionLen 1200, OutputLen 1000, Poisson 3→60 QPS.
 // Groups and PromptsPerGroup below 1 mean 1; negative lengths mean 0.
+// It is a plain value, safe to copy and to read from several goroutines. Each
+// Workload built from it keeps its own state.
 type SharedPrefix struct {
 	Groups, PromptsPerGroup      int
 	SystemPromptLen, QuestionLen int
@@ -223,6 +228,8 @@ func (g *sharedPrefixGen) Completed(_ time.Duration, req *Request, output []uint
 // user thinks for ThinkTime and sends the next turn, whose prompt is the
 // whole conversation so far (system prompt, earlier questions and answers)
 // plus a new question.
+// It is a plain value, safe to copy and to read from several goroutines. Each
+// Workload built from it keeps its own state.
 type Chat struct {
 	SystemPromptLen, QuestionLen, OutputLen int
 	// SharedSystemPrompts is the number of distinct system prompts that
