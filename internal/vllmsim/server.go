@@ -622,13 +622,13 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 		badRequest("The prompt cannot be empty.").write(w)
 		return
 	}
-	if n+g.maxTokens > s.cfg.MaxModelLen {
+	if g.maxTokens > s.cfg.MaxModelLen-n { // not n+maxTokens, which can overflow
 		what := "prompt"
 		if g.chat {
 			what = "messages"
 		}
 		e := badRequest("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the %s, %d in the completion). Please reduce the length of the %s or completion.",
-			s.cfg.MaxModelLen, n+g.maxTokens, n, what, g.maxTokens, what)
+			s.cfg.MaxModelLen, uint64(n)+uint64(g.maxTokens), n, what, g.maxTokens, what) // both >= 0: the sum fits
 		e.write(w)
 		return
 	}

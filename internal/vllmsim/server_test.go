@@ -211,6 +211,7 @@ func TestErrors(t *testing.T) {
 		{"unknown model", "/v1/completions", `{"model":"gpt-5","prompt":"x"}`, 404, "NotFoundError", "gpt-5"},
 		{"prompt too long", "/v1/completions", `{"prompt":"` + long + `"}`, 400, "BadRequestError", "maximum context length is 8192"},
 		{"too long with output", "/v1/completions", `{"prompt":"abc","max_tokens":8190}`, 400, "BadRequestError", "maximum context length"},
+		{"max_tokens that overflows int", "/v1/completions", `{"prompt":"abc","max_tokens":9223372036854775807,"ignore_eos":true}`, 400, "BadRequestError", "you requested 9223372036854775810 tokens"},
 		{"stream_options without stream", "/v1/completions", `{"prompt":"x","stream_options":{"include_usage":true}}`, 400, "BadRequestError", "stream"},
 		{"n=2", "/v1/completions", `{"prompt":"x","n":2}`, 400, "BadRequestError", "n must be 1"},
 		{"token id out of range", "/v1/completions", `{"prompt":[1,-5]}`, 400, "BadRequestError", "out of range"},
