@@ -270,6 +270,18 @@ func BenchmarkWrite(b *testing.B) {
 				for i := 0; i < window; i++ {
 					_ = x.Add(f.eps[i%endpoints], kvcache.TierGPU, keys[i*batch:(i+1)*batch])
 				}
+				// Steady state: churn until each endpoint's key queue has
+				// reached its working size (it holds stale keys of removed
+				// blocks up to a bound and is then filtered), so that the
+				// measurement does not depend on how long it runs. The naive
+				// baseline has no such state.
+				if impl == "index" {
+					for i := 0; i < 5*window; i++ {
+						ep := f.eps[i%endpoints]
+						_ = x.Remove(ep, kvcache.TierGPU, keys[i%window*batch:(i%window+1)*batch])
+						_ = x.Add(ep, kvcache.TierGPU, keys[i%window*batch:(i%window+1)*batch])
+					}
+				}
 				var stop atomic.Bool
 				var wg sync.WaitGroup
 				for r := 0; r < readers; r++ {
