@@ -510,9 +510,11 @@ type BlockStored struct {
 // (or the Keyer's root when there is none), records each engine hash → key
 // mapping, and adds the blocks. A location-only event (no tokens) resolves its
 // engine hashes through the mappings; hashes never seen are skipped and
-// counted in Stats.UnresolvedHashes. It returns ErrUnknownParent when the
-// parent hash has no mapping, and ErrBlockSize when sizes disagree; in both
-// cases nothing is applied.
+// counted in Stats.UnresolvedHashes. Each stored engine hash counts one copy
+// in tier: a hash stored again while the tier holds its block needs one more
+// BlockRemoved before the block goes (see Removed). It returns
+// ErrUnknownParent when the parent hash has no mapping, and ErrBlockSize when
+// sizes disagree; in both cases nothing is applied.
 func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 	if ev == nil {
 		return fmt.Errorf("kvcache: stored from %q: nil event", endpoint)
