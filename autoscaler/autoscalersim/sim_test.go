@@ -107,6 +107,20 @@ func TestSteadyNoOscillation(t *testing.T) {
 			assert.GreaterOrEqual(t, r.Attainment, 0.99)
 		})
 	}
+	// From twice the needed fleet, the saturation analyzer walks down
+	// without ever turning back up, and stops above the throughput limit.
+	t.Run("routekit saturation from 2x over-provisioned", func(t *testing.T) {
+		sc := SteadyScenario(120 * time.Second)
+		sc.InitialReplicas = 2 * InitialReplicas(p, sc.RateAt(0))
+		out, err := (&QueueFleet{}).Run(sc, cs[2].make(p, sc.Startup))
+		require.NoError(t, err)
+		r := Evaluate(sc, cs[2].name, out, Objective)
+		assert.Equal(t, 0, r.Flaps, "direction changes")
+		last := out.Ticks[len(out.Ticks)-1].Desired
+		assert.Less(t, last, sc.InitialReplicas)
+		assert.Greater(t, float64(last)*p.MaxRate*0.85, Base, "kept under 85 % of profiled throughput")
+		assert.GreaterOrEqual(t, r.Attainment, 0.99)
+	})
 }
 
 // TestVLLMFleetSpike runs a short instant 2× spike on internal/vllmsim's
