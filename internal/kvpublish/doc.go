@@ -10,13 +10,24 @@
 //
 // Usage:
 //
-//	p, err := kvpublish.New(kvpublish.Config{Endpoint: "tcp://*:5557", ReplayEndpoint: "tcp://*:5558"})
+//	p, err := kvpublish.New(kvpublish.Config{
+//		Endpoint:       "tcp://*:5557", // vLLM's default: bind, since the host is a wildcard
+//		ReplayEndpoint: "tcp://*:5558",
+//		Topic:          "kv@10.0.0.7:8000@my-model",
+//	})
 //	if err != nil {
 //		return err
 //	}
 //	defer p.Close()
-//	go p.Run(ctx) // answers replay requests (and dials, in connect mode)
-//	seq, err := p.Publish(&batch, kvevents.MapCurrent)
+//	go func() { errc <- p.Run(ctx) }() // answers replay requests (and dials, in connect mode)
+//
+//	// After every engine step that stored or evicted blocks:
+//	batch := kvevents.Batch{TS: stepTime, Events: []kvevents.Event{
+//		{Type: kvevents.BlockStored, BlockHashes: hashes, TokenIDs: tokens, BlockSize: 16},
+//	}}
+//	if _, err := p.Publish(&batch, kvevents.MapCurrent); err != nil {
+//		return err // kvpublish.ErrClosed after Close
+//	}
 //
 // Concurrency: a Publisher is safe for concurrent use; Publish calls are
 // numbered in the order they take the publisher's lock.
