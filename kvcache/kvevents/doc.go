@@ -44,7 +44,9 @@
 // engine restarted: its blocks are cleared and its buffered history
 // replayed. A gap that replay cannot fill clears the source. Two watermarks
 // (last applied, last received live) keep replayed and live messages from
-// being applied twice. Duplicate stores and removals are reference-counted.
+// being applied twice. Every event reaches the index once, in order:
+// duplicate stores of a hash and each of their removals are passed through,
+// for the index to count the copies (kvcache.Index does; see KVCacheIndex).
 // Messages that do not decode are counted and skipped. See Stats, and
 // WriteMetrics for a Prometheus text rendering of them.
 //

@@ -12,7 +12,10 @@ import (
 // Index is what the Subscriber writes to: the consumer-side view of a
 // KV-block index. The Subscriber calls it for one endpoint from one
 // goroutine at a time, in wire order; calls for different endpoints run
-// concurrently. *KVCacheIndex adapts a *kvcache.Index; tests use fakes.
+// concurrently. Every decoded event is applied once, duplicates included:
+// a hash stored twice is followed by two BlockRemoveds, and an Index must
+// count the copies itself to keep the block until the last one (kvcache.Index
+// does). *KVCacheIndex adapts a *kvcache.Index; tests use fakes.
 type Index interface {
 	// Apply applies one event published by endpoint. An error wrapping
 	// ErrNotIndexed means the event was deliberately not indexed; other

@@ -27,9 +27,10 @@ import (
 // Per source it tracks sequence numbers: a gap triggers a replay request to
 // the engine's replay socket (bounded in concurrency and time); a sequence
 // that goes back (engine restart) or a gap that cannot be filled clears the
-// source's blocks. Duplicate stores and removals (which vLLM's offloading
-// connector emits) are reference-counted so that a removal reaches the
-// index only when the last store is undone.
+// source's blocks. Every decoded event reaches the Index exactly once, in
+// order: duplicate stores of one hash (vLLM holding it in several physical
+// blocks, or its offloading connector storing it again) and their removals
+// all pass through, and the Index counts the copies (kvcache.Index does).
 //
 // A Subscriber is safe for concurrent use. Run does the work; Add and
 // Remove may be called before or during Run.
@@ -63,22 +64,21 @@ type Source struct {
 }
 
 type config struct {
-	pool          *pool.Pool
-	poolSource    func(*pool.Endpoint) (Source, bool)
-	bind          string
-	bindRanks     int
-	resolve       func(topic string, rank int) (Source, bool)
-	topic         string
-	shards        int
-	maxGap        uint64
-	maxReplays    int
-	replayIdle    time.Duration
-	replayTotal   time.Duration
-	replayCool    time.Duration
-	maxPending    int
-	dialRetry     time.Duration
-	clock         func() time.Time
-	dedupCapacity int
+	pool        *pool.Pool
+	poolSource  func(*pool.Endpoint) (Source, bool)
+	bind        string
+	bindRanks   int
+	resolve     func(topic string, rank int) (Source, bool)
+	topic       string
+	shards      int
+	maxGap      uint64
+	maxReplays  int
+	replayIdle  time.Duration
+	replayTotal time.Duration
+	replayCool  time.Duration
+	maxPending  int
+	dialRetry   time.Duration
+	clock       func() time.Time
 }
 
 // Option configures a Subscriber.
@@ -181,16 +181,15 @@ func NewSubscriber(index Index, opts ...Option) (*Subscriber, error) {
 		return nil, errors.New("kvevents: nil index")
 	}
 	c := config{
-		shards:        8,
-		maxGap:        10000,
-		maxReplays:    8,
-		replayIdle:    2 * time.Second,
-		replayTotal:   2 * time.Minute,
-		replayCool:    30 * time.Second,
-		maxPending:    10000,
-		dialRetry:     250 * time.Millisecond,
-		clock:         time.Now,
-		dedupCapacity: 1 << 20,
+		shards:      8,
+		maxGap:      10000,
+		maxReplays:  8,
+		replayIdle:  2 * time.Second,
+		replayTotal: 2 * time.Minute,
+		replayCool:  30 * time.Second,
+		maxPending:  10000,
+		dialRetry:   250 * time.Millisecond,
+		clock:       time.Now,
 	}
 	for _, o := range opts {
 		o.apply(&c)
@@ -231,12 +230,6 @@ type source struct {
 	replaying    bool
 	pending      []message
 	coolUntil    time.Time
-	dedup        map[dedupKey]uint32
-}
-
-type dedupKey struct {
-	medium string
-	hash   uint64
 }
 
 type topicKey struct {
@@ -651,7 +644,6 @@ func (s *Subscriber) shardLoop(rs *runState, ch chan item) {
 			case itemDrop:
 				it.src.dropped = true
 				it.src.pending = nil
-				it.src.dedup = nil
 				if err := s.index.Drop(it.src.ID); err != nil {
 					s.stats.applyErrors.Add(1)
 				}
@@ -722,7 +714,6 @@ func (s *Subscriber) clear(sr *source) {
 	s.stats.clears.Add(1)
 	sr.pub.clears.Add(1)
 	sr.has = false
-	sr.dedup = nil
 	if err := s.index.Clear(sr.ID); err != nil {
 		s.stats.applyErrors.Add(1)
 	}
@@ -745,11 +736,7 @@ func (s *Subscriber) apply(sr *source, m message, b *Batch) {
 		sr.pub.lagNanos.Store(int64(lag))
 	}
 	for i := range b.Events {
-		e := &b.Events[i]
-		if !s.dedupFilter(sr, e) {
-			continue
-		}
-		err := s.index.Apply(sr.ID, e)
+		err := s.index.Apply(sr.ID, &b.Events[i])
 		switch {
 		case err == nil:
 			s.stats.applied.Add(1)
@@ -760,42 +747,6 @@ func (s *Subscriber) apply(sr *source, m message, b *Batch) {
 			s.stats.applyErrors.Add(1)
 		}
 	}
-}
-
-// dedupFilter reference-counts stored hashes per medium, and removes from
-// a BlockRemoved the hashes that are still stored by an earlier duplicate
-// store. It reports whether anything is left to apply.
-func (s *Subscriber) dedupFilter(sr *source, e *Event) bool {
-	switch e.Type {
-	case AllBlocksCleared:
-		sr.dedup = nil
-	case BlockStored:
-		if sr.dedup == nil {
-			sr.dedup = make(map[dedupKey]uint32)
-		}
-		if len(sr.dedup)+len(e.BlockHashes) > s.cfg.dedupCapacity {
-			clear(sr.dedup) // bounded memory: forget counts rather than grow
-		}
-		for _, h := range e.BlockHashes {
-			sr.dedup[dedupKey{e.Medium.V, h.Uint64()}]++
-		}
-	case BlockRemoved:
-		keep := e.BlockHashes[:0]
-		for _, h := range e.BlockHashes {
-			k := dedupKey{e.Medium.V, h.Uint64()}
-			switch n := sr.dedup[k]; {
-			case n > 1:
-				sr.dedup[k] = n - 1
-				continue
-			case n == 1:
-				delete(sr.dedup, k)
-			}
-			keep = append(keep, h)
-		}
-		e.BlockHashes = keep
-		return len(keep) > 0
-	}
-	return true
 }
 
 // startReplay asks the source's replay socket for messages from `from`;

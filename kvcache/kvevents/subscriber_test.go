@@ -404,8 +404,11 @@ func TestParseTopic(t *testing.T) {
 	}
 }
 
-// TestDuplicateRemovals: a store published twice (vLLM's offloading
-// connector does this) needs two removals; extra removals are harmless.
+// TestDuplicateRemovals: a store published twice (vLLM holding one hash in
+// two physical blocks, or its offloading connector storing it again) and
+// its removals all reach the index, each once: counting copies is the
+// index's job, and a removal held back here would leave the block in a
+// counting index forever.
 func TestDuplicateRemovals(t *testing.T) {
 	p := newPublisher(t, kvpublish.Config{})
 	idx := &fakeIndex{}
@@ -431,13 +434,82 @@ func TestDuplicateRemovals(t *testing.T) {
 		f := idx.storedFirsts("a")
 		return f[len(f)-1] == 999999
 	})
-	removes := 0
+	var stores, removes int
 	for _, c := range idx.snapshot() {
-		if c.typ == kvevents.BlockRemoved {
+		if c.op != "apply" || len(c.hashes) != 1 || c.hashes[0] != 424242 {
+			continue
+		}
+		switch c.typ {
+		case kvevents.BlockStored:
+			stores++
+		case kvevents.BlockRemoved:
 			removes++
 		}
 	}
-	assert.Equal(t, 2, removes, "first removal absorbed by the duplicate store; the third passes as unknown")
+	assert.Equal(t, 2, stores, "both stores reach the index")
+	assert.Equal(t, 3, removes, "every removal reaches the index, once")
+}
+
+// TestDuplicateStoresEndToEnd: through the real kvcache index, a block
+// whose hash is stored twice stays until its second BlockRemoved and is
+// gone after it.
+func TestDuplicateStoresEndToEnd(t *testing.T) {
+	tests := []struct {
+		name       string
+		removes    int
+		want       int32 // GPU blocks matched afterwards
+		unresolved int64 // removals of a hash the index no longer maps
+	}{
+		{"stored twice, removed twice", 2, 0, 0},
+		{"stored twice, removed once", 1, 1, 0},
+		{"stored twice, removed three times", 3, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hasher, err := prefix.NewHasher("m", prefix.WithBlockSize(16))
+			require.NoError(t, err)
+			idx, err := kvcache.New(hasher)
+			require.NoError(t, err)
+			p := newPublisher(t, kvpublish.Config{})
+			sub := newSubscriber(t, kvevents.NewKVCacheIndex(idx))
+			require.NoError(t, sub.Add(kvevents.Source{ID: "a", Endpoint: p.Endpoint()}))
+			runSubscriber(t, sub)
+
+			// gpuBlocks is how many GPU blocks of batch i's tokens "a" holds.
+			gpuBlocks := func(b *kvevents.Batch) int32 {
+				keys := hasher.AppendKeys(nil, b.Events[0].TokenIDs, prefix.Extra{})
+				m := make([]kvcache.Match, 1)
+				_, err := idx.Lookup(keys, []string{"a"}, m)
+				require.NoError(t, err)
+				return m[0].Blocks[kvcache.TierGPU]
+			}
+			var next uint64
+			publishUntil(t, p, &next, func() bool { return next > 0 && gpuBlocks(storedBatch(next-1, "GPU")) == 1 })
+
+			target := storedBatch(424242, "GPU")
+			publish := func(b *kvevents.Batch) {
+				_, err := p.Publish(b, kvevents.MapCurrent)
+				require.NoError(t, err)
+			}
+			publish(target)
+			publish(target)
+			for range tt.removes {
+				publish(&kvevents.Batch{TS: 1, Events: []kvevents.Event{{Type: kvevents.BlockRemoved,
+					BlockHashes: []kvevents.Hash{kvevents.HashUint64(424242)}, Medium: kvevents.Some("GPU")}}})
+			}
+			// One source is applied in order: once the sentinel is in, so
+			// is everything before it.
+			sentinel := storedBatch(999999, "GPU")
+			publish(sentinel)
+			waitFor(t, 5*time.Second, "sentinel", func() bool { return gpuBlocks(sentinel) == 1 })
+
+			assert.Equal(t, tt.want, gpuBlocks(target))
+			st := sub.Stats()
+			assert.Zero(t, st.ApplyErrors)
+			assert.Zero(t, st.Gaps, "no message lost: the counts above are exact")
+			assert.Equal(t, tt.unresolved, idx.Stats().UnresolvedHashes)
+		})
+	}
 }
 
 func TestNewSubscriberErrors(t *testing.T) {
