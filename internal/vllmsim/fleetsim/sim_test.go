@@ -1,6 +1,7 @@
 package fleetsim_test
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -416,6 +417,20 @@ func TestDegenerateWorkloads(t *testing.T) {
 	assert.Equal(t, []fleetsim.Stage{{Rate: 3, Duration: time.Second}}, fleetsim.Ladder(3, 60, 0, time.Second))
 	assert.Equal(t, []fleetsim.Stage{{Rate: 3, Duration: time.Second}}, fleetsim.Ladder(3, 60, -1, time.Second))
 	assert.Len(t, fleetsim.Ladder(3, 9, 3, time.Second), 3)
+
+	// Rates too small or too large for nanosecond gaps end or fill the stage.
+	for _, rate := range []float64{1e-12, math.Inf(1)} {
+		w := fleetsim.SharedPrefix{NumRequests: 1000, Arrivals: fleetsim.Arrivals{Stages: []fleetsim.Stage{{Rate: rate, Duration: time.Microsecond}}}}.Workload()
+		last, n := time.Duration(0), 0
+		for at, ok := w.Peek(); ok; at, ok = w.Peek() {
+			require.Greater(t, at, last, "rate %v: arrival times increase", rate)
+			require.Less(t, at, time.Microsecond, "rate %v: arrivals stay in the stage", rate)
+			last = at
+			w.Pop()
+			n++
+		}
+		assert.LessOrEqual(t, n, 999, "rate %v", rate)
+	}
 
 	arr := fleetsim.Arrivals{Stages: []fleetsim.Stage{{Rate: 10, Duration: time.Second}}}
 	tests := []struct {

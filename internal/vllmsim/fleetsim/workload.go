@@ -88,10 +88,15 @@ func (c *arrivalClock) next() (time.Duration, bool) {
 			} else {
 				gap = 1 / st.Rate
 			}
-			t := c.t + time.Duration(gap*float64(time.Second))
-			if t < end {
-				c.t = t
-				return t, true
+			// A gap too long for a Duration (a tiny rate) means no more
+			// arrivals in this stage; a gap under 1 ns (a huge or infinite
+			// rate) still advances the clock, so the stage ends.
+			if ns := gap * float64(time.Second); ns < float64(math.MaxInt64-c.t) {
+				t := c.t + max(time.Duration(ns), 1)
+				if t < end {
+					c.t = t
+					return t, true
+				}
 			}
 		}
 		if st.Duration <= 0 {
