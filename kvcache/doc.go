@@ -62,8 +62,10 @@
 // server's BlockStored arrives. With WithLearnedTTL(0) they never expire and are
 // bounded per endpoint (WithLearnedCapacity, SetLearnedCapacity from the
 // server's num_gpu_blocks), oldest first: the approximate mode for fleets that
-// publish no events. Learn also marks the endpoint's confirmed copies of those
-// blocks as recently used, which is what the capacity eviction keeps.
+// publish no events. Learning a key again refreshes it (moves it last in the
+// capacity order, or extends its deadline) without growing memory. Learn also
+// marks the endpoint's confirmed copies of those blocks as recently used,
+// which is what the capacity eviction keeps.
 //
 // # Design
 //

@@ -738,8 +738,13 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 		// The deadline also identifies the newest reference of a key in l.lq;
 		// without a TTL a per-location counter stands in for it.
 		if ttl > 0 {
-			if d, ok := l.learned[k]; ok && d == deadline && x.tiersOf(l, k)&bitRef != 0 {
-				continue // learned and touched already
+			if d, ok := l.learned[k]; ok && d == deadline {
+				// Learned already with this deadline, so queued already:
+				// only mark it recently used.
+				if x.tiersOf(l, k)&bitRef == 0 {
+					x.setLocked(l, k, bitLearned)
+				}
+				continue
 			}
 		} else {
 			l.lseq++
@@ -747,6 +752,9 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 		}
 		x.setLocked(l, k, bitLearned)
 		l.learned[k] = deadline
+		if len(l.lq)-l.lqHead > 2*len(l.learned)+64 {
+			l.filterLearnedLocked()
+		}
 		l.lq = append(l.lq, learnedRef{key: k, deadline: deadline})
 		for len(l.learned) > l.lcap {
 			x.popLearnedLocked(l)
@@ -838,6 +846,25 @@ func (x *Index) popLearnedLocked(l *location) {
 	if d, ok := l.learned[ref.key]; ok && d == ref.deadline {
 		x.clearLocked(l, ref.key, bitLearned)
 	}
+}
+
+// filterLearnedLocked drops stale references from l's learned queue, keeping
+// order, once they outnumber live ones: a key learned again (with a later
+// deadline, or without a TTL a new sequence number) leaves its older
+// reference behind, and so does a learned entry that went otherwise
+// (removed, evicted for capacity). A reference is live when it carries its
+// key's current deadline, and each learned key has exactly one, so the
+// queue stays under 2×learned+66 references whatever the TTL, however often
+// the same keys are learned. Amortized O(1) per reference added. The caller
+// holds l.mu.
+func (l *location) filterLearnedLocked() {
+	live := l.lq[:0]
+	for _, ref := range l.lq[l.lqHead:] {
+		if d, ok := l.learned[ref.key]; ok && d == ref.deadline {
+			live = append(live, ref)
+		}
+	}
+	l.lq, l.lqHead = live, 0
 }
 
 func (l *location) compactLearnedLocked() {

@@ -461,6 +461,59 @@ func TestLearnedCapacity(t *testing.T) {
 	assert.Equal(t, Match{}, got[0])
 }
 
+// TestLearnAgainStaysBounded: learning the same keys over and over keeps
+// the learned queue at a small multiple of the learned entries, with or
+// without a TTL (without one, every Learn used to queue every key again).
+func TestLearnAgainStaysBounded(t *testing.T) {
+	tests := []struct {
+		name string
+		ttl  time.Duration
+		step time.Duration // clock advance per Learn
+	}{
+		{"no TTL", 0, 0},
+		{"TTL, same deadline", 2 * time.Second, 0},
+		{"TTL, moving deadline", 2 * time.Second, time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c fakeClock
+			c.ns.Store(1e18)
+			x := newIndex(t, WithClock(c.now), WithLearnedTTL(tt.ttl))
+			keys := make([]uint64, 16)
+			for i := range keys {
+				keys[i] = uint64(100 + i)
+			}
+			l, err := x.loc("a", false, true)
+			require.NoError(t, err)
+			maxQueue, maxCap := 0, 0
+			for range 20000 {
+				require.NoError(t, x.Learn("a", keys))
+				c.advance(tt.step)
+				l.mu.Lock()
+				maxQueue = max(maxQueue, len(l.lq)-l.lqHead)
+				maxCap = max(maxCap, cap(l.lq))
+				l.mu.Unlock()
+			}
+			assert.LessOrEqual(t, maxQueue, 2*len(keys)+66, "queued references")
+			assert.LessOrEqual(t, maxCap, 4*(2*len(keys)+66), "queue memory")
+			st := x.Stats()
+			assert.Equal(t, int64(len(keys)), st.Learned)
+			assert.Equal(t, int64(len(keys)), st.Entries)
+			got, _ := lookup(t, x, keys, "a")
+			assert.Equal(t, m(0, 0, 0, 0, int32(len(keys))), got[0])
+			if tt.ttl > 0 {
+				// Re-learning did not keep stale references alive past the TTL.
+				c.advance(tt.ttl + tt.ttl/16)
+				x.Expire()
+				assert.Zero(t, x.Stats().Learned)
+				l.mu.Lock()
+				assert.Zero(t, len(l.lq)-l.lqHead)
+				l.mu.Unlock()
+			}
+		})
+	}
+}
+
 func TestCapacityEviction(t *testing.T) {
 	x := newIndex(t, WithCapacity(256))
 	// Endpoint a stores a long prefix and keeps learning its first 32 blocks
