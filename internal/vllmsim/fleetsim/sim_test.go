@@ -462,3 +462,29 @@ func TestDegenerateWorkloads(t *testing.T) {
 		})
 	}
 }
+
+// TestChatNegativeThinkTime: a negative think time sends the next turn at
+// once, never before the answer that triggers it.
+func TestChatNegativeThinkTime(t *testing.T) {
+	w := fleetsim.Chat{
+		SystemPromptLen: 64, QuestionLen: 16, OutputLen: 8, Turns: 3, ThinkTime: -time.Hour,
+		Arrivals:         fleetsim.Arrivals{Stages: []fleetsim.Stage{{Rate: 5}}},
+		NumConversations: 4, Seed: 9,
+	}.Workload()
+	sim, err := fleetsim.New(fleetsim.Config{Engine: vllmsim.Fast(), Replicas: 1}, w, fleetsim.RoundRobin())
+	require.NoError(t, err)
+	rep, err := sim.Run()
+	require.NoError(t, err)
+	require.Equal(t, 12, rep.Finished)
+	done := map[[2]int]time.Duration{} // (conversation, turn) → when its answer completed
+	for _, r := range rep.Results {
+		done[[2]int{r.User, r.Turn}] = r.Arrival + r.E2E
+	}
+	for _, r := range rep.Results {
+		if r.Turn > 0 {
+			prev, ok := done[[2]int{r.User, r.Turn - 1}]
+			require.True(t, ok)
+			assert.GreaterOrEqual(t, r.Arrival, prev, "conversation %d turn %d", r.User, r.Turn)
+		}
+	}
+}

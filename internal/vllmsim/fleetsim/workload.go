@@ -332,7 +332,7 @@ func (g *chatGen) Completed(now time.Duration, req *Request, output []uint32) {
 		return
 	}
 	conv.history = append(append(make([]uint32, 0, len(conv.history)+len(output)), conv.history...), output...)
-	pt := pendingTurn{at: now + g.c.ThinkTime, conv: conv}
+	pt := pendingTurn{at: now + max(g.c.ThinkTime, 0), conv: conv} // a turn never arrives in the past
 	i, _ := slices.BinarySearchFunc(g.pending, pt.at, func(p pendingTurn, t time.Duration) int {
 		if p.at <= t {
 			return -1
