@@ -179,6 +179,10 @@ type Sim struct {
 
 // New returns a simulation of workload w routed by r.
 func New(cfg Config, w Workload, r Router) (*Sim, error) {
+	if cfg.StartupDelay < 0 || cfg.MaxTime < 0 || cfg.KVEventDelay < 0 || cfg.ScrapeInterval < 0 || cfg.TickInterval < 0 {
+		return nil, fmt.Errorf("fleetsim: negative duration in config (StartupDelay %v, MaxTime %v, KVEventDelay %v, ScrapeInterval %v, TickInterval %v)",
+			cfg.StartupDelay, cfg.MaxTime, cfg.KVEventDelay, cfg.ScrapeInterval, cfg.TickInterval)
+	}
 	if cfg.Engine == (vllmsim.Config{}) {
 		cfg.Engine = vllmsim.Qwen3_32B_H100x2()
 	}

@@ -264,6 +264,10 @@ func TestRejectAndBadConfig(t *testing.T) {
 	require.ErrorIs(t, err, vllmsim.ErrBadConfig)
 	_, err = fleetsim.New(fleetsim.Config{OnTick: func(*fleetsim.Control) {}}, smallShared(1, 1, 1), fleetsim.Random())
 	require.Error(t, err)
+	for _, c := range []fleetsim.Config{{StartupDelay: -1}, {MaxTime: -1}, {KVEventDelay: -1}, {ScrapeInterval: -1}, {TickInterval: -1}} {
+		_, err = fleetsim.New(c, smallShared(1, 1, 1), fleetsim.Random())
+		assert.ErrorContains(t, err, "negative duration", "%+v", c)
+	}
 
 	none := fleetsim.RouterFunc(func(*fleetsim.Request, *fleetsim.State) *fleetsim.Replica { return nil })
 	sim, err := fleetsim.New(fleetsim.Config{Replicas: 1}, smallShared(10, 1, 1), none)
