@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/routekit/routekit/pool"
 )
 
 // Decide computes the desired replica count of every pool of one model from the
@@ -122,30 +124,19 @@ type Profile struct {
 	Concurrency int
 }
 
-// Role is a pool's part in prefill/decode disaggregation.
-type Role uint8
+// Role is a pool's part in prefill/decode disaggregation: the same roles
+// as the endpoints of package pool.
+type Role = pool.Role
 
+// The roles of a pool of replicas.
 const (
 	// RoleBoth is an aggregated pool that serves prefill and decode.
-	RoleBoth Role = iota
+	RoleBoth = pool.RoleBoth
 	// RolePrefill is a pool of prefill workers.
-	RolePrefill
+	RolePrefill = pool.RolePrefill
 	// RoleDecode is a pool of decode workers.
-	RoleDecode
+	RoleDecode = pool.RoleDecode
 )
-
-// String returns "both", "prefill" or "decode".
-func (r Role) String() string {
-	switch r {
-	case RoleBoth:
-		return "both"
-	case RolePrefill:
-		return "prefill"
-	case RoleDecode:
-		return "decode"
-	}
-	return fmt.Sprintf("role(%d)", uint8(r))
-}
 
 // PDRatio bounds prefill replicas / decode replicas. Zero bounds are off.
 // A ratio outside the bounds is repaired by adding replicas to the lagging

@@ -386,7 +386,7 @@ func TestDecisionHelpers(t *testing.T) {
 	assert.False(t, ok)
 	assert.Equal(t, "a 1->2: x; y\n", d.String())
 	assert.Equal(t, "prefill", RolePrefill.String())
-	assert.Equal(t, "role(9)", Role(9).String())
+	assert.Equal(t, "Role(9)", Role(9).String())
 }
 
 func TestVariantsAndPD(t *testing.T) {
