@@ -9,7 +9,7 @@ import (
 // characters of each pre-tokenized piece.
 type bpe struct {
 	vocab  map[string]uint32 // token string -> id, as in tokenizer.json
-	merges *pairTable        // (left, right) -> rank<<32|merged id
+	merges *pairTable        // (left, right) -> rank; merges.merged[rank] = merged id
 	nMerge int
 
 	// Byte-level models (a ByteLevel pre-tokenizer): the model works on raw bytes; bytesVocab
@@ -17,7 +17,7 @@ type bpe struct {
 	byteLevel  bool
 	bytesVocab map[string]uint32
 	byteID     [256]int32
-	bytePairs  []uint64 // [left byte<<8|right byte] -> pair(byteID[left], byteID[right])
+	bytePairs  []uint64 // [left byte<<8|right byte] -> pair(byteID[left], byteID[right]), a rank
 
 	asciiID      [utf8.RuneSelf]int32 // id of each ASCII character, -1 if absent (no prefix/suffix)
 	unk          int64                // -1: none
@@ -34,8 +34,8 @@ type bpe struct {
 	cutSP bool
 	noCut map[rune]bool
 
-	mergeBuf []byte                      // scratch while loading
-	addMerge func(a, b uint32, v uint64) // while loading
+	mergeBuf []byte                          // scratch while loading
+	addMerge func(a, b, rank, merged uint32) // while loading
 }
 
 const noMerge = ^uint64(0)
@@ -208,7 +208,7 @@ func (m *bpe) mergeSmall(st *state, syms []uint32, raw string) []uint32 {
 		if best < 0 {
 			break
 		}
-		syms[best] = uint32(bestRank)
+		syms[best] = m.merges.merged[bestRank]
 		syms = append(syms[:best+1], syms[best+2:]...)
 		ranks = append(ranks[:best], ranks[best+1:]...)
 		if best > 0 {
@@ -237,7 +237,7 @@ func (m *bpe) mergeHeap(st *state, syms []uint32, raw string) []uint32 {
 	h := heap(st.heap[:0])
 	for i := 0; i+1 < len(sy); i++ {
 		if r := m.firstPair(syms, i, raw); r != noMerge {
-			h.push(r>>32<<32 | uint64(i))
+			h.push(r<<32 | uint64(i))
 		}
 	}
 	for len(h) > 0 {
@@ -249,10 +249,10 @@ func (m *bpe) mergeHeap(st *state, syms []uint32, raw string) []uint32 {
 		}
 		nx := s.next
 		r := m.pair(s.id, sy[nx].id)
-		if r == noMerge || r>>32 != rank {
+		if r == noMerge || r != rank {
 			continue // stale entry
 		}
-		s.id = uint32(r)
+		s.id = m.merges.merged[r]
 		sy[nx].alive = false
 		s.next = sy[nx].next
 		if s.next >= 0 {
@@ -260,12 +260,12 @@ func (m *bpe) mergeHeap(st *state, syms []uint32, raw string) []uint32 {
 		}
 		if s.prev >= 0 {
 			if r := m.pair(sy[s.prev].id, s.id); r != noMerge {
-				h.push(r>>32<<32 | uint64(s.prev))
+				h.push(r<<32 | uint64(s.prev))
 			}
 		}
 		if s.next >= 0 {
 			if r := m.pair(s.id, sy[s.next].id); r != noMerge {
-				h.push(r>>32<<32 | uint64(pos))
+				h.push(r<<32 | uint64(pos))
 			}
 		}
 	}
@@ -417,18 +417,23 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 		}
 	}
 	m.noCut = make(map[rune]bool)
-	type merge struct {
-		a, b uint32
-		v    uint64
-	}
+	type merge struct{ a, b, rank, merged uint32 }
 	var all []merge
-	m.addMerge = func(a, b uint32, v uint64) { all = append(all, merge{a, b, v}) }
+	m.addMerge = func(a, b, rank, merged uint32) { all = append(all, merge{a, b, rank, merged}) }
 	if err := parseMerges(mergesRaw, m.parseMerge); err != nil {
 		return nil, err
 	}
-	m.merges = newPairTable(len(all))
+	var maxID uint32
+	for _, id := range vocab {
+		maxID = max(maxID, id)
+	}
+	nRank := 0
 	for _, x := range all {
-		m.merges.put(x.a, x.b, x.v)
+		nRank = max(nRank, int(x.rank)+1)
+	}
+	m.merges = newPairTable(nRank, maxID)
+	for _, x := range all {
+		m.merges.put(x.a, x.b, x.rank, x.merged)
 	}
 	m.addMerge = nil
 	_, hasMetaspace := vocab[metaspace]
@@ -472,6 +477,6 @@ func (m *bpe) parseMerge(rank int, a, b []byte) error {
 	if !ok {
 		return fmt.Errorf("tokenizer: merge %d (%q, %q): merged token %q is not in the vocabulary", rank, a, b, m.mergeBuf)
 	}
-	m.addMerge(ida, idb, uint64(rank)<<32|uint64(idm))
+	m.addMerge(ida, idb, uint32(rank), idm)
 	return nil
 }
