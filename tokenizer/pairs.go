@@ -71,7 +71,7 @@ func (p *pairTable) put(a, b uint32, rank uint32, merged uint32) {
 // get returns the rank of the merge of (a, b), noMerge when there is none.
 func (p *pairTable) get(a, b uint32) uint64 {
 	if p.small != nil {
-		if a+1 >= 1<<pairIDBits || b >= 1<<pairIDBits {
+		if a >= 1<<pairIDBits-1 || b >= 1<<pairIDBits {
 			return noMerge // an id no merge uses (e.g. an added token)
 		}
 		key := uint64(a+1)<<pairIDBits | uint64(b)
@@ -91,6 +91,9 @@ func (p *pairTable) get(a, b uint32) uint64 {
 
 func (p *pairTable) getWide(a, b uint32) uint64 {
 	key := (uint64(a)<<32 | uint64(b)) + 1
+	if key == 0 {
+		return noMerge // (2^32-1, 2^32-1) wraps; no vocabulary has such ids
+	}
 	mask := uint64(len(p.slots) - 1)
 	for i := p.hash(key); ; i = (i + 1) & mask {
 		s := &p.slots[i]
