@@ -519,24 +519,37 @@ type genRequest struct {
 	kvParams  map[string]any
 }
 
-func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+// acceptRequest is the prologue both generation endpoints share: refuse
+// while shutting down, read and parse the body, check the model. When it
+// returns false it has already written the error response.
+func acceptRequest[T any](s *Server, w http.ResponseWriter, r *http.Request, parse func([]byte) (T, error), model func(T) string) (T, bool) {
+	var zero T
 	if s.unavailable(w) {
-		return
+		return zero, false
 	}
 	body, ae := readBody(r)
 	if ae != nil {
 		ae.write(w)
-		return
+		return zero, false
 	}
-	req, err := ParseCompletionRequest(body)
+	req, err := parse(body)
 	if err != nil {
 		writeErr(w, err)
-		return
+		return zero, false
 	}
-	if ae := s.checkModel(req.Model); ae != nil {
+	if ae := s.checkModel(model(req)); ae != nil {
 		ae.write(w)
+		return zero, false
+	}
+	return req, true
+}
+
+func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	req, ok := acceptRequest(s, w, r, ParseCompletionRequest, func(c *CompletionRequest) string { return c.Model })
+	if !ok {
 		return
 	}
+	var err error
 	g := &genRequest{model: s.cfg.Model, params: &req.commonParams}
 	if req.Prompt.IsText {
 		addSpecial := req.AddSpecialTokens == nil || *req.AddSpecialTokens
@@ -556,23 +569,11 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	if s.unavailable(w) {
+	req, ok := acceptRequest(s, w, r, ParseChatRequest, func(c *ChatRequest) string { return c.Model })
+	if !ok {
 		return
 	}
-	body, ae := readBody(r)
-	if ae != nil {
-		ae.write(w)
-		return
-	}
-	req, err := ParseChatRequest(body)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	if ae := s.checkModel(req.Model); ae != nil {
-		ae.write(w)
-		return
-	}
+	var err error
 	g := &genRequest{chat: true, model: s.cfg.Model, params: &req.commonParams}
 	g.prompt, err = s.renderChat(req.Messages, req.AddGenerationPrompt, req.ContinueFinalMessage, req.AddSpecialTokens)
 	if err != nil {
