@@ -17,7 +17,7 @@ type bpe struct {
 	byteLevel  bool
 	bytesVocab map[string]uint32
 	byteID     [256]int32
-	bytePairs  []uint64 // [left byte<<8|right byte] -> pair(byteID[left], byteID[right]), a rank
+	bytePairs  []uint32 // [left byte<<8|right byte] -> pair(byteID[left], byteID[right]), a rank
 
 	asciiID      [utf8.RuneSelf]int32 // id of each ASCII character, -1 if absent (no prefix/suffix)
 	unk          int64                // -1: none
@@ -38,9 +38,10 @@ type bpe struct {
 	addMerge func(a, b, rank, merged uint32) // while loading
 }
 
-const noMerge = ^uint64(0)
+// noMerge is the rank of a pair that has no merge; real ranks are smaller (newBPE checks).
+const noMerge = ^uint32(0)
 
-func (m *bpe) pair(a, b uint32) uint64 {
+func (m *bpe) pair(a, b uint32) uint32 {
 	return m.merges.get(a, b)
 }
 
@@ -186,13 +187,15 @@ func (m *bpe) merge(st *state, syms []uint32, raw string) []uint32 {
 
 // firstPair returns the merge of syms[i] and syms[i+1] before any merge happened, from the dense
 // byte-pair table when the symbols are the bytes of raw.
-func (m *bpe) firstPair(syms []uint32, i int, raw string) uint64 {
+func (m *bpe) firstPair(syms []uint32, i int, raw string) uint32 {
 	if raw != "" {
 		return m.bytePairs[uint16(raw[i])<<8|uint16(raw[i+1])]
 	}
 	return m.pair(syms[i], syms[i+1])
 }
 
+// mergeSmall keeps ranks[i], the rank of the pair (syms[i], syms[i+1]), next to the symbols:
+// a merge only changes the pairs on either side of it, so it costs two table lookups.
 func (m *bpe) mergeSmall(st *state, syms []uint32, raw string) []uint32 {
 	ranks := st.ranks[:0]
 	for i := 0; i+1 < len(syms); i++ {
@@ -222,50 +225,53 @@ func (m *bpe) mergeSmall(st *state, syms []uint32, raw string) []uint32 {
 	return syms
 }
 
+// symbol is a node of mergeHeap's linked list. rank is the rank of the pair it starts (with the
+// next live symbol), noMerge when there is none or the symbol is dead; it is kept up to date
+// after every merge, so a heap entry is current exactly when its rank equals its symbol's, and
+// popping needs no table lookup to discard stale entries.
 type symbol struct {
 	id         uint32
+	rank       uint32
 	prev, next int32
-	alive      bool
 }
 
 func (m *bpe) mergeHeap(st *state, syms []uint32, raw string) []uint32 {
 	sy := st.links[:0]
 	for i, id := range syms {
-		sy = append(sy, symbol{id: id, prev: int32(i - 1), next: int32(i + 1), alive: true})
+		sy = append(sy, symbol{id: id, rank: noMerge, prev: int32(i - 1), next: int32(i + 1)})
 	}
 	sy[len(sy)-1].next = -1
 	h := heap(st.heap[:0])
 	for i := 0; i+1 < len(sy); i++ {
 		if r := m.firstPair(syms, i, raw); r != noMerge {
-			h.push(r<<32 | uint64(i))
+			sy[i].rank = r
+			h.push(uint64(r)<<32 | uint64(i))
 		}
 	}
 	for len(h) > 0 {
 		top := h.pop()
-		rank, pos := top>>32, int32(uint32(top))
+		rank, pos := uint32(top>>32), int32(uint32(top))
 		s := &sy[pos]
-		if !s.alive || s.next < 0 {
-			continue
+		if s.rank != rank {
+			continue // stale entry: the pair at pos changed since the push
 		}
 		nx := s.next
-		r := m.pair(s.id, sy[nx].id)
-		if r == noMerge || r != rank {
-			continue // stale entry
-		}
-		s.id = m.merges.merged[r]
-		sy[nx].alive = false
+		s.id = m.merges.merged[rank]
+		sy[nx].rank = noMerge // dead
 		s.next = sy[nx].next
+		s.rank = noMerge
 		if s.next >= 0 {
 			sy[s.next].prev = pos
-		}
-		if s.prev >= 0 {
-			if r := m.pair(sy[s.prev].id, s.id); r != noMerge {
-				h.push(r<<32 | uint64(s.prev))
+			if r := m.pair(s.id, sy[s.next].id); r != noMerge {
+				s.rank = r
+				h.push(uint64(r)<<32 | uint64(pos))
 			}
 		}
-		if s.next >= 0 {
-			if r := m.pair(s.id, sy[s.next].id); r != noMerge {
-				h.push(r<<32 | uint64(pos))
+		if s.prev >= 0 {
+			p := &sy[s.prev]
+			p.rank = m.pair(p.id, s.id)
+			if p.rank != noMerge {
+				h.push(uint64(p.rank)<<32 | uint64(s.prev))
 			}
 		}
 	}
@@ -431,6 +437,9 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 	for _, x := range all {
 		nRank = max(nRank, int(x.rank)+1)
 	}
+	if uint64(nRank) >= uint64(noMerge) {
+		return nil, fmt.Errorf("tokenizer: %d merges, want fewer than %d", nRank, noMerge)
+	}
 	m.merges = newPairTable(nRank, maxID)
 	for _, x := range all {
 		m.merges.put(x.a, x.b, x.rank, x.merged)
@@ -439,7 +448,7 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 	_, hasMetaspace := vocab[metaspace]
 	m.cutSP = !byteLevel && hasMetaspace && m.prefix == "" && m.suffix == ""
 	if byteLevel {
-		m.bytePairs = make([]uint64, 1<<16)
+		m.bytePairs = make([]uint32, 1<<16)
 		for i := range m.bytePairs {
 			a, b := m.byteID[i>>8], m.byteID[i&0xff]
 			m.bytePairs[i] = noMerge

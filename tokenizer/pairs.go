@@ -13,11 +13,18 @@ type pairTable struct {
 	slots  []pairSlot // wide slots, used when small is nil
 	shift  uint8
 	merged []uint32 // rank -> merged id
+
+	// filter is a Bloom filter of the pairs (two bits in one word per pair), eight bits per
+	// merge, small enough to stay in the core's cache. Most lookups during encoding are of
+	// pairs that have no merge (every pair of neighbouring final tokens is one), and the
+	// filter answers most of those without touching the large table.
+	filter []uint64
+	fshift uint8
 }
 
 type pairSlot struct {
 	key uint64 // left<<32|right, plus one so that zero means empty
-	val uint64 // rank
+	val uint32 // rank
 }
 
 const (
@@ -27,6 +34,9 @@ const (
 
 func newPairTable(n int, maxID uint32) *pairTable {
 	p := &pairTable{merged: make([]uint32, n)}
+	words := 1 << max(1, bits.Len(uint(n))+3-6)
+	p.filter = make([]uint64, words)
+	p.fshift = uint8(64 - bits.TrailingZeros(uint(words)))
 	if uint64(maxID)+1 < 1<<pairIDBits && uint64(n) < 1<<pairRankBits {
 		// Load factor 1/4 to 1/2: eight packed slots share a cache line, so a longer probe
 		// rarely costs a second miss, and the smaller table misses the cache less often.
@@ -43,9 +53,17 @@ func newPairTable(n int, maxID uint32) *pairTable {
 
 func (p *pairTable) hash(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> p.shift }
 
+// filterBits returns the filter word index and the two bits of a pair.
+func (p *pairTable) filterBits(a, b uint32) (uint64, uint64) {
+	h := (uint64(a)<<32 | uint64(b)) * 0xD6E8FEB86659FD93
+	return h >> p.fshift, 1<<(h>>20&63) | 1<<(h>>26&63)
+}
+
 // put records the merge of rank rank; a later duplicate pair wins, like HF's map.
 func (p *pairTable) put(a, b uint32, rank uint32, merged uint32) {
 	p.merged[rank] = merged
+	w, m := p.filterBits(a, b)
+	p.filter[w] |= m
 	if p.small != nil {
 		key := uint64(a+1)<<pairIDBits | uint64(b)
 		mask := uint64(len(p.small) - 1)
@@ -62,14 +80,17 @@ func (p *pairTable) put(a, b uint32, rank uint32, merged uint32) {
 	for i := p.hash(key); ; i = (i + 1) & mask {
 		s := &p.slots[i]
 		if s.key == 0 || s.key == key {
-			s.key, s.val = key, uint64(rank)
+			s.key, s.val = key, rank
 			return
 		}
 	}
 }
 
 // get returns the rank of the merge of (a, b), noMerge when there is none.
-func (p *pairTable) get(a, b uint32) uint64 {
+func (p *pairTable) get(a, b uint32) uint32 {
+	if w, m := p.filterBits(a, b); p.filter[w]&m != m {
+		return noMerge
+	}
 	if p.small != nil {
 		if a >= 1<<pairIDBits-1 || b >= 1<<pairIDBits {
 			return noMerge // an id no merge uses (e.g. an added token)
@@ -79,7 +100,7 @@ func (p *pairTable) get(a, b uint32) uint64 {
 		for i := p.hash(key); ; i = (i + 1) & mask {
 			s := p.small[i]
 			if s>>pairRankBits == key {
-				return s & (1<<pairRankBits - 1)
+				return uint32(s & (1<<pairRankBits - 1))
 			}
 			if s == 0 {
 				return noMerge
@@ -89,7 +110,7 @@ func (p *pairTable) get(a, b uint32) uint64 {
 	return p.getWide(a, b)
 }
 
-func (p *pairTable) getWide(a, b uint32) uint64 {
+func (p *pairTable) getWide(a, b uint32) uint32 {
 	key := (uint64(a)<<32 | uint64(b)) + 1
 	if key == 0 {
 		return noMerge // (2^32-1, 2^32-1) wraps; no vocabulary has such ids

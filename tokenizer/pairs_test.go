@@ -22,11 +22,11 @@ func TestPairTableLayouts(t *testing.T) {
 	wide := newPairTable(n, 1<<pairIDBits) // an id that does not fit: wide slots
 	require.NotNil(t, packed.small)
 	require.Nil(t, wide.small)
-	want := map[merge]uint64{}
+	want := map[merge]uint32{}
 	for r, m := range all {
 		packed.put(m.a, m.b, uint32(r), uint32(r+1000))
 		wide.put(m.a, m.b, uint32(r), uint32(r+1000))
-		want[m] = uint64(r)
+		want[m] = uint32(r)
 	}
 	for a := uint32(0); a < 310; a++ {
 		for b := uint32(0); b < 310; b++ {

@@ -9,7 +9,7 @@ import (
 // so steady-state encoding does not allocate.
 type state struct {
 	syms  []uint32
-	ranks []uint64
+	ranks []uint32
 	links []symbol
 	heap  heap
 	buf   []byte
