@@ -21,6 +21,10 @@ type addedToken struct {
 // MatchKind::LeftmostLongest), honouring single_word, lstrip and rstrip.
 type matcher struct {
 	first [256]bool
+	// only is the one byte every token starts with, or negative. Typical files (Llama-3's and Qwen's
+	// "<|...|>" tokens) have a single first byte, and IndexByte skips the text between its
+	// occurrences many bytes at a time.
+	only  int
 	nodes []trieNode
 	toks  []addedToken
 }
@@ -39,10 +43,17 @@ func newMatcher(toks []addedToken) *matcher {
 	if len(toks) == 0 {
 		return nil
 	}
-	m := &matcher{nodes: make([]trieNode, 1), toks: toks}
+	m := &matcher{nodes: make([]trieNode, 1), toks: toks, only: -2}
 	for i, t := range toks {
 		if t.Content == "" {
 			continue
+		}
+		switch c := int(t.Content[0]); m.only {
+		case -2:
+			m.only = c
+		case c:
+		default:
+			m.only = -1
 		}
 		m.first[t.Content[0]] = true
 		n := int32(0)
@@ -99,7 +110,13 @@ func (m *matcher) longestAt(s string, i int) (tok int32, end int) {
 // and rstrip; never before pos) and ID.
 func (m *matcher) find(s string, pos int) (start, end int, id uint32, ok bool) {
 	for i := pos; i < len(s); i++ {
-		if !m.first[s[i]] {
+		if m.only >= 0 {
+			k := strings.IndexByte(s[i:], byte(m.only))
+			if k < 0 {
+				break
+			}
+			i += k
+		} else if !m.first[s[i]] {
 			continue
 		}
 		tok, e := m.longestAt(s, i)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -281,4 +282,15 @@ func allMatches(f finder, s string) []string {
 		pos = me
 	}
 	return out
+}
+
+// TestClassTables checks that the table lookups answer like classSlow for every rune.
+func TestClassTables(t *testing.T) {
+	bad := 0
+	for r := rune(0); r <= unicode.MaxRune && bad < 5; r++ {
+		if got, want := class(r), classSlow(r); got != want {
+			t.Errorf("class(%U) = %08b, classSlow = %08b", r, got, want)
+			bad++
+		}
+	}
 }
