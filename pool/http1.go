@@ -27,8 +27,10 @@ type http1 struct {
 	request []byte // the whole GET request
 	conn    net.Conn
 	r       *bufio.Reader
-	reused  bool // conn has served a response before
-	pending int  // bytes of the last body still in r, handed out by Peek
+	reused  bool    // conn has served a response before
+	raw     rawConn // conn's raw descriptor for sendThenRead; nil where unsupported
+	send    bool    // the next read of conn must first write the request
+	pending int     // bytes of the last body still in r, handed out by Peek
 
 	// active is the connection of the exchange under way, for abort (called
 	// from another goroutine); ref is conn's box, allocated once per dial.
@@ -53,9 +55,15 @@ const http1BufSize = 64 << 10
 var errMalformedResponse = errors.New("malformed HTTP response")
 
 func newHTTP1(addr, requestURI, host string) *http1 {
-	req := "GET " + requestURI + " HTTP/1.1\r\nHost: " + host +
-		"\r\nUser-Agent: routekit-pool\r\nAccept: text/plain;version=0.0.4\r\nAccept-Encoding: identity\r\n\r\n"
-	return &http1{addr: addr, request: []byte(req)}
+	h := &http1{addr: addr}
+	h.setRequest(requestURI, host)
+	return h
+}
+
+// setRequest sets the request of later exchanges.
+func (h *http1) setRequest(requestURI, host string) {
+	h.request = []byte("GET " + requestURI + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUser-Agent: routekit-pool\r\nAccept: text/plain;version=0.0.4\r\nAccept-Encoding: identity\r\n\r\n")
 }
 
 func (h *http1) close() {
@@ -83,10 +91,11 @@ func (h *http1) get(ctx context.Context, watch bool, deadline time.Time, maxPage
 				return 0, "", nil, err
 			}
 			h.conn, h.reused, h.ref = c, false, &connRef{c}
+			h.raw, h.send = rawConnOf(c), false
 			if h.r == nil {
-				h.r = bufio.NewReaderSize(c, http1BufSize)
+				h.r = bufio.NewReaderSize(connReader{h}, http1BufSize)
 			} else {
-				h.r.Reset(c)
+				h.r.Reset(connReader{h})
 			}
 		}
 		conn := h.conn // the func below may run after h.conn is replaced
@@ -127,8 +136,34 @@ func (h *http1) get(ctx context.Context, watch bool, deadline time.Time, maxPage
 
 var errIdleClosed = errors.New("connection closed before the response")
 
+// connReader is what h's bufio.Reader reads from: the connection, except
+// that the first read of an exchange writes the request first (see
+// sendThenRead).
+type connReader struct{ h *http1 }
+
+func (r connReader) Read(p []byte) (int, error) {
+	h := r.h
+	if !h.send {
+		return h.conn.Read(p)
+	}
+	h.send = false
+	n, sent, err := sendThenRead(h.raw, h.request, p)
+	if err != nil {
+		return 0, err
+	}
+	if sent < len(h.request) { // the socket buffer was full: finish normally
+		if _, err := h.conn.Write(h.request[sent:]); err != nil {
+			return 0, err
+		}
+		return h.conn.Read(p)
+	}
+	return n, nil
+}
+
 func (h *http1) roundTrip(maxPage int64, buf *bytes.Buffer) (code int, reason string, body []byte, keep bool, err error) {
-	if _, err := h.conn.Write(h.request); err != nil {
+	if h.raw != nil {
+		h.send = true // the first read of the response writes the request
+	} else if _, err := h.conn.Write(h.request); err != nil {
 		return 0, "", nil, false, fmt.Errorf("%w: %w", errIdleClosed, err)
 	}
 	for {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -69,6 +70,23 @@ var candidates = [2][256][]struct {
 		't': {{"token_usage", kSKV}},
 		'c': {{"cache_config_info", kSCacheCfg}},
 	},
+}
+
+// SeriesNames returns the sample names [ParseMetrics] reads, vLLM's and
+// SGLang's, sorted. The scraper asks for only these with prometheus_client's
+// name[] query parameter (see [WithNameFilter]); a test server can use them
+// to serve the same restricted page.
+func SeriesNames() []string {
+	var names []string
+	for engine, prefix := range [2]string{"vllm:", "sglang:"} {
+		for _, cs := range candidates[engine] {
+			for _, c := range cs {
+				names = append(names, prefix+c.name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // kindOf returns the kind of the series named at the start of line and the

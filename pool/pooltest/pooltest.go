@@ -198,6 +198,49 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
+	if names, ok := r.URL.Query()["name[]"]; ok {
+		page = Restrict(page, names)
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write([]byte(page))
+}
+
+// Restrict returns the part of a prometheus_client page that its name[]
+// query parameter asks for: the samples whose name is in names, each
+// family's HELP and TYPE lines kept if the family keeps a sample. This is
+// what vLLM's /metrics (prometheus_client's restricted registry) answers to
+// /metrics?name[]=...; [Server] does it too.
+func Restrict(page string, names []string) string {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	var out, family strings.Builder
+	kept := false
+	flush := func() {
+		if kept {
+			out.WriteString(family.String())
+		}
+		family.Reset()
+		kept = false
+	}
+	for line := range strings.Lines(page) {
+		if strings.HasPrefix(line, "# HELP ") {
+			flush()
+		}
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			family.WriteString(line)
+			continue
+		}
+		name := line
+		if i := strings.IndexAny(line, "{ \t"); i >= 0 {
+			name = line[:i]
+		}
+		if want[name] {
+			family.WriteString(line)
+			kept = true
+		}
+	}
+	flush()
+	return out.String()
 }

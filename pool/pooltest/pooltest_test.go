@@ -68,7 +68,7 @@ func TestServer(t *testing.T) {
 	srv.SetPage("garbage\n")
 	s.Scrape(ctx)
 	assert.ErrorIs(t, e.Status().Err, pool.ErrMissingMetrics)
-	assert.Equal(t, 4, srv.Hits())
+	assert.Equal(t, 5, srv.Hits(), "a filtered page without the series is fetched again whole")
 	s.CloseIdleConnections()
 }
 
@@ -84,4 +84,43 @@ func Example() {
 	m := e.Metrics()
 	fmt.Println(m.Engine, m.Running, m.Waiting, m.KVCacheUsage, m.Engines, e.Status().Err)
 	// Output: vllm 3 1 0.5 2 <nil>
+}
+
+// TestRestrict checks the name[] answer of prometheus_client: only the named
+// samples, with their family's HELP and TYPE lines, and nothing of families
+// without one (a counter's _created family included).
+func TestRestrict(t *testing.T) {
+	full := pooltest.Page(pool.Metrics{Running: 4, Waiting: 3, KVCacheUsage: 0.5, Engines: 2,
+		PrefixCacheQueries: 100, PrefixCacheHits: 40, BlockSize: 16, NumGPUBlocks: 1000, KVCacheTokens: 16000,
+		Present: pool.FieldCacheConfig | pool.FieldPrefixCache})
+	tests := []struct {
+		name  string
+		names []string
+		want  string
+	}{
+		{name: "one gauge", names: []string{"vllm:num_requests_running"}, want: "# HELP vllm:num_requests_running Number of requests in model execution batches.\n" +
+			"# TYPE vllm:num_requests_running gauge\n" +
+			"vllm:num_requests_running{engine=\"0\",model_name=\"sim-model\"} 2.0\n" +
+			"vllm:num_requests_running{engine=\"1\",model_name=\"sim-model\"} 2.0\n"},
+		{name: "unknown name", names: []string{"vllm:nope"}, want: ""},
+		{name: "none", names: nil, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, pooltest.Restrict(full, tt.names))
+		})
+	}
+
+	t.Run("the routing series parse like the whole page", func(t *testing.T) {
+		require.Contains(t, full, "vllm:prefix_cache_hits_created")
+		small := pooltest.Restrict(full, pool.SeriesNames())
+		assert.Less(t, len(small), len(full))
+		assert.NotContains(t, small, "_created")
+		assert.Contains(t, small, "vllm:prefix_cache_hits_total{")
+		want, err := pool.ParseMetrics([]byte(full))
+		require.NoError(t, err)
+		got, err := pool.ParseMetrics([]byte(small))
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	})
 }
