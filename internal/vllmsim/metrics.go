@@ -70,13 +70,30 @@ func newServerMetrics(maxLen int, created float64) *serverMetrics {
 // prometheus_client 0.x does for vLLM: HELP and TYPE lines, counters with a
 // _total sample and a separate _created gauge, labels sorted by name, and
 // floats formatted by floatToGoString.
+//
+// With keep set, it answers prometheus_client's name[] query (its restricted
+// registry): only samples named in keep, and a family's HELP and TYPE lines
+// only if the family keeps a sample.
 type metricsWriter struct {
 	b       bytes.Buffer
 	labels  string // engine="0",model_name="..."
 	created float64
+
+	keep     map[string]bool // nil: every sample
+	famStart int             // where the current family's HELP line starts
+	famKept  bool            // the current family has a sample
+}
+
+// end drops the last family if it kept no sample; call it when done.
+func (w *metricsWriter) end() {
+	if w.keep != nil && !w.famKept {
+		w.b.Truncate(w.famStart)
+	}
 }
 
 func (w *metricsWriter) header(name, help, typ string) {
+	w.end()
+	w.famStart, w.famKept = w.b.Len(), false
 	w.b.WriteString("# HELP ")
 	w.b.WriteString(name)
 	w.b.WriteByte(' ')
@@ -89,6 +106,10 @@ func (w *metricsWriter) header(name, help, typ string) {
 }
 
 func (w *metricsWriter) sample(name, labels string, v float64) {
+	if w.keep != nil && !w.keep[name] {
+		return
+	}
+	w.famKept = true
 	w.b.WriteString(name)
 	w.b.WriteByte('{')
 	w.b.WriteString(labels)

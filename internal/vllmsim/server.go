@@ -1013,11 +1013,18 @@ func (s *Server) handleResetPrefixCache(w http.ResponseWriter, _ *http.Request) 
 
 // --- /metrics ---
 
-func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	mw := &metricsWriter{}
+	if names, ok := r.URL.Query()["name[]"]; ok { // as prometheus_client does
+		mw.keep = make(map[string]bool, len(names))
+		for _, n := range names {
+			mw.keep[n] = true
+		}
+	}
 	s.mu.Lock()
 	st := s.eng.Stats()
 	m := s.metrics
-	mw := &metricsWriter{labels: `engine="0",model_name="` + escapeLabel(s.cfg.Model) + `"`, created: m.created}
+	mw.labels, mw.created = `engine="0",model_name="`+escapeLabel(s.cfg.Model)+`"`, m.created
 	mw.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", float64(st.Running))
 	mw.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", float64(st.Waiting+st.WaitingRemote))
 	mw.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", st.KVUsage)
@@ -1053,6 +1060,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	mw.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", m.genTokens)
 	mw.header("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", "gauge")
 	mw.sample("vllm:cache_config_info", s.cacheConfigLabels(), 1)
+	mw.end()
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write(mw.b.Bytes())
