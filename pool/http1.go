@@ -30,7 +30,8 @@ type http1 struct {
 	reused  bool    // conn has served a response before
 	raw     rawConn // conn's raw descriptor for sendThenRead; nil where unsupported
 	send    bool    // the next read of conn must first write the request
-	pending int     // bytes of the last body still in r, handed out by Peek
+	x       rawExchange
+	pending int // bytes of the last body still in r, handed out by Peek
 
 	// active is the connection of the exchange under way, for abort (called
 	// from another goroutine); ref is conn's box, allocated once per dial.
@@ -147,7 +148,7 @@ func (r connReader) Read(p []byte) (int, error) {
 		return h.conn.Read(p)
 	}
 	h.send = false
-	n, sent, err := sendThenRead(h.raw, h.request, p)
+	n, sent, err := sendThenRead(&h.x, h.raw, h.request, p)
 	if err != nil {
 		return 0, err
 	}
@@ -194,7 +195,7 @@ func (h *http1) readResponse(maxPage int64, buf *bytes.Buffer) (int, string, []b
 		return 0, "", nil, false, fmt.Errorf("%w: bad status line %q", errMalformedResponse, truncate(line))
 	}
 	reason := ""
-	if len(line) > 13 {
+	if len(line) > 13 && code != 200 { // only errors report it: spare an allocation per scrape
 		reason = string(line[13:])
 	}
 

@@ -13,6 +13,8 @@ type rawConn interface{}
 
 func rawConnOf(net.Conn) rawConn { return nil }
 
-func sendThenRead(rawConn, []byte, []byte) (int, int, error) {
+type rawExchange struct{}
+
+func sendThenRead(*rawExchange, rawConn, []byte, []byte) (int, int, error) {
 	return 0, 0, errors.New("pool: sendThenRead is not implemented on this platform")
 }

@@ -33,36 +33,17 @@ func rawConnOf(c net.Conn) rawConn {
 // unnoticed, and the one read happens when there is data. The connection's
 // deadline applies to the wait. It returns how much of req it wrote: less
 // than len(req) (without an error) if the socket buffer was full, in which
-// case p holds nothing and the caller writes the rest itself.
-func sendThenRead(rc rawConn, req, p []byte) (n, sent int, err error) {
-	var werr, rerr error
-	first := true
-	err = rc.Read(func(fd uintptr) bool {
-		if first {
-			first = false
-			for sent < len(req) {
-				m, err := syscall.Write(int(fd), req[sent:])
-				switch {
-				case err == syscall.EINTR:
-					continue
-				case err == syscall.EAGAIN:
-					return true
-				case err != nil:
-					werr = err
-					return true
-				}
-				sent += m
-			}
-			return false // wait until the answer is readable
-		}
-		for {
-			n, rerr = syscall.Read(int(fd), p)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		return rerr != syscall.EAGAIN // EAGAIN: woken spuriously, wait again
-	})
+// case p holds nothing and the caller writes the rest itself. x carries the
+// state between the calls of the function, so that an exchange does not
+// allocate; one x serves one exchange at a time.
+func sendThenRead(x *rawExchange, rc rawConn, req, p []byte) (n, sent int, err error) {
+	if x.step == nil {
+		x.step = x.do
+	}
+	*x = rawExchange{step: x.step, req: req, p: p, first: true}
+	err = rc.Read(x.step)
+	n, sent, werr, rerr := x.n, x.sent, x.werr, x.rerr
+	*x = rawExchange{step: x.step} // drop the references to req and p
 	switch {
 	case err != nil:
 		return 0, sent, err
@@ -76,4 +57,42 @@ func sendThenRead(rc rawConn, req, p []byte) (n, sent int, err error) {
 		return 0, sent, io.EOF
 	}
 	return n, sent, nil
+}
+
+// rawExchange is the state of one sendThenRead.
+type rawExchange struct {
+	step       func(fd uintptr) bool // x.do, bound once
+	req, p     []byte
+	first      bool
+	n, sent    int
+	werr, rerr error
+}
+
+// do is called by RawConn.Read: first to write the request, then each time
+// the connection may be readable.
+func (x *rawExchange) do(fd uintptr) bool {
+	if x.first {
+		x.first = false
+		for x.sent < len(x.req) {
+			m, err := syscall.Write(int(fd), x.req[x.sent:])
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				return true
+			case err != nil:
+				x.werr = err
+				return true
+			}
+			x.sent += m
+		}
+		return false // wait until the answer is readable
+	}
+	for {
+		x.n, x.rerr = syscall.Read(int(fd), x.p)
+		if x.rerr != syscall.EINTR {
+			break
+		}
+	}
+	return x.rerr != syscall.EAGAIN // EAGAIN: woken spuriously, wait again
 }

@@ -40,7 +40,7 @@ func TestSendThenRead(t *testing.T) {
 			}
 		}()
 		p := make([]byte, 64)
-		n, sent, err := sendThenRead(rawConnOf(c), req, p)
+		n, sent, err := sendThenRead(new(rawExchange), rawConnOf(c), req, p)
 		require.NoError(t, err)
 		assert.Equal(t, len(req), sent)
 		assert.Equal(t, "HTTP/1.1 200 OK\r\n", string(p[:n]))
@@ -48,21 +48,21 @@ func TestSendThenRead(t *testing.T) {
 	t.Run("peer closes: EOF", func(t *testing.T) {
 		c, s := tcpPair(t)
 		go func() { _, _ = io.ReadFull(s, make([]byte, len(req))); _ = s.Close() }()
-		_, sent, err := sendThenRead(rawConnOf(c), req, make([]byte, 64))
+		_, sent, err := sendThenRead(new(rawExchange), rawConnOf(c), req, make([]byte, 64))
 		assert.Equal(t, len(req), sent)
 		assert.ErrorIs(t, err, io.EOF)
 	})
 	t.Run("deadline", func(t *testing.T) {
 		c, _ := tcpPair(t)
 		require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Millisecond)))
-		_, sent, err := sendThenRead(rawConnOf(c), req, make([]byte, 64))
+		_, sent, err := sendThenRead(new(rawExchange), rawConnOf(c), req, make([]byte, 64))
 		assert.Equal(t, len(req), sent, "written before the wait")
 		assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	})
 	t.Run("deadline passed: nothing written", func(t *testing.T) {
 		c, _ := tcpPair(t)
 		require.NoError(t, c.SetDeadline(time.Unix(1, 0)))
-		_, sent, err := sendThenRead(rawConnOf(c), req, make([]byte, 64))
+		_, sent, err := sendThenRead(new(rawExchange), rawConnOf(c), req, make([]byte, 64))
 		assert.Zero(t, sent)
 		assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	})
@@ -71,7 +71,7 @@ func TestSendThenRead(t *testing.T) {
 		require.NoError(t, s.SetLinger(0))
 		require.NoError(t, s.Close()) // RST
 		time.Sleep(20 * time.Millisecond)
-		_, _, err := sendThenRead(rawConnOf(c), req, make([]byte, 64))
+		_, _, err := sendThenRead(new(rawExchange), rawConnOf(c), req, make([]byte, 64))
 		require.Error(t, err)
 		var op *net.OpError
 		assert.True(t, errors.As(err, &op) && !op.Timeout(), "a connection error, not a timeout: %v", err)
@@ -92,7 +92,7 @@ func TestSendThenRead(t *testing.T) {
 		}
 		require.NoError(t, c.SetDeadline(time.Time{}))
 		big := bytes.Repeat([]byte("x"), 64<<10)
-		_, sent, err := sendThenRead(rawConnOf(c), big, make([]byte, 64))
+		_, sent, err := sendThenRead(new(rawExchange), rawConnOf(c), big, make([]byte, 64))
 		require.NoError(t, err)
 		assert.Less(t, sent, len(big))
 
@@ -112,4 +112,43 @@ func TestSendThenRead(t *testing.T) {
 		require.NoError(t, <-done)
 		assert.Equal(t, "HTTP/1.1 204 No Content\r\n\r\n", string(p[:n]))
 	})
+}
+
+// TestHTTP1ExchangeDoesNotAllocate: a steady exchange on a kept-alive
+// connection (write the request, wait, read and hand out the page) makes no
+// allocation; per-call closures and their captured state would make several.
+func TestHTTP1ExchangeDoesNotAllocate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	const page = "vllm:num_requests_running 1.0\n"
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n" + page)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.Read(buf); err != nil { // one request per read: the client waits for each answer
+				return
+			}
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+	}()
+	h := newHTTP1(ln.Addr().String(), "/metrics", "x")
+	defer h.close()
+	var buf bytes.Buffer
+	ctx := t.Context()
+	get := func() {
+		code, _, body, err := h.get(ctx, false, time.Now().Add(5*time.Second), 1<<20, &buf)
+		if err != nil || code != 200 || string(body) != page {
+			t.Fatalf("get: %d %q %v", code, body, err)
+		}
+	}
+	get() // dial
+	assert.Zero(t, testing.AllocsPerRun(100, get))
 }
