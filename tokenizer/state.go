@@ -1,9 +1,6 @@
 package tokenizer
 
-import (
-	"hash/maphash"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 // state is the per-call scratch space of an encoder; the Tokenizer keeps a sync.Pool of them,
 // so steady-state encoding does not allocate.
@@ -23,9 +20,9 @@ func newState(cacheSize int) *state {
 }
 
 // pieceCache is a direct-mapped cache of short pieces and their ids, stored inline so that
-// neither lookups nor inserts allocate. A collision simply overwrites the slot.
+// neither lookups nor inserts allocate. A collision simply overwrites the slot. Callers pass the
+// piece's hash (maphash with the model's seed), which the word table uses too.
 type pieceCache struct {
-	seed    maphash.Seed
 	entries []cacheEntry
 }
 
@@ -49,30 +46,25 @@ func newPieceCache(size int) pieceCache {
 	for n < size {
 		n <<= 1
 	}
-	return pieceCache{seed: maphash.MakeSeed(), entries: make([]cacheEntry, n)}
+	return pieceCache{entries: make([]cacheEntry, n)}
 }
 
-func (c *pieceCache) slot(piece string) *cacheEntry {
-	h := maphash.String(c.seed, piece)
-	return &c.entries[h&uint64(len(c.entries)-1)]
-}
-
-func (c *pieceCache) get(piece string) ([]uint32, bool) {
+func (c *pieceCache) get(h uint64, piece string) ([]uint32, bool) {
 	if len(c.entries) == 0 || len(piece) > cacheKeyMax {
 		return nil, false
 	}
-	e := c.slot(piece)
+	e := &c.entries[h&uint64(len(c.entries)-1)]
 	if e.nIDs == 0 || int(e.keyLen) != len(piece) || string(e.key[:e.keyLen]) != piece {
 		return nil, false
 	}
 	return e.ids[:e.nIDs], true
 }
 
-func (c *pieceCache) put(piece string, ids []uint32) {
+func (c *pieceCache) put(h uint64, piece string, ids []uint32) {
 	if len(c.entries) == 0 || len(piece) > cacheKeyMax || len(ids) > cacheIDsMax || len(ids) == 0 {
 		return
 	}
-	e := c.slot(piece)
+	e := &c.entries[h&uint64(len(c.entries)-1)]
 	e.keyLen = uint8(copy(e.key[:], piece))
 	e.nIDs = uint8(copy(e.ids[:], ids))
 }
