@@ -23,15 +23,16 @@ import (
 // CPU of net/http's general client (see BENCHMARKS.md). Scrapes of one
 // endpoint never overlap, so an http1 is used by one goroutine at a time.
 type http1 struct {
-	addr    string // host:port to dial
-	request []byte // the whole GET request
-	conn    net.Conn
-	r       *bufio.Reader
-	reused  bool    // conn has served a response before
-	raw     rawConn // conn's raw descriptor for sendThenRead; nil where unsupported
-	send    bool    // the next read of conn must first write the request
-	x       rawExchange
-	pending int // bytes of the last body still in r, handed out by Peek
+	addr     string // host:port to dial
+	request  []byte // the whole GET request
+	conn     net.Conn
+	r        *bufio.Reader
+	reused   bool      // conn has served a response before
+	raw      rawConn   // conn's raw descriptor for sendThenRead; nil where unsupported
+	send     bool      // the next read of conn must first write the request
+	deadline time.Time // of the exchange under way
+	x        rawExchange
+	pending  int // bytes of the last body still in r, handed out by Peek
 
 	// active is the connection of the exchange under way, for abort (called
 	// from another goroutine); ref is conn's box, allocated once per dial.
@@ -100,7 +101,15 @@ func (h *http1) get(ctx context.Context, watch bool, deadline time.Time, maxPage
 			}
 		}
 		conn := h.conn // the func below may run after h.conn is replaced
-		_ = conn.SetDeadline(deadline)
+		if h.raw != nil {
+			// sendThenRead writes without waiting; only its fallback
+			// needs a write deadline, and sets it. One timer less to
+			// move per scrape.
+			_ = conn.SetReadDeadline(deadline)
+		} else {
+			_ = conn.SetDeadline(deadline)
+		}
+		h.deadline = deadline
 		h.active.Store(h.ref)
 		stop := func() bool { return false }
 		if watch {
@@ -153,6 +162,7 @@ func (r connReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	if sent < len(h.request) { // the socket buffer was full: finish normally
+		_ = h.conn.SetWriteDeadline(h.deadline)
 		if _, err := h.conn.Write(h.request[sent:]); err != nil {
 			return 0, err
 		}
