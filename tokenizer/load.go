@@ -381,13 +381,13 @@ func buildNormalizer(raw json.RawMessage) (normalizer, error) {
 	}
 	switch c.Type {
 	case "NFC":
-		return unicodeNorm{norm.NFC}, nil
+		return newUnicodeNorm(norm.NFC), nil
 	case "NFD":
-		return unicodeNorm{norm.NFD}, nil
+		return newUnicodeNorm(norm.NFD), nil
 	case "NFKC":
-		return unicodeNorm{norm.NFKC}, nil
+		return newUnicodeNorm(norm.NFKC), nil
 	case "NFKD":
-		return unicodeNorm{norm.NFKD}, nil
+		return newUnicodeNorm(norm.NFKD), nil
 	case "Lowercase":
 		return lowercase{}, nil
 	case "Prepend":
