@@ -480,6 +480,7 @@ func buildPre(raw json.RawMessage, steps []preStep) ([]preStep, error) {
 		p := preStep{kind: preSplit, find: f, behavior: b, invert: c.Invert}
 		if c.Pattern.Regex != nil {
 			p.pattern = *c.Pattern.Regex
+			p.scan = scanKinds[p.pattern]
 		}
 		if re != "" {
 			if p.re, err = compileRegex(re); err != nil {

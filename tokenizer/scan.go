@@ -45,6 +45,37 @@ var knownFinders = map[string]finder{
 	patDeepSeek:    findDeepSeek,
 }
 
+// scanKind names a total scanner (one that matches at every position) for direct calls.
+type scanKind uint8
+
+const (
+	scanKindCL100K scanKind = iota + 1
+	scanKindQwen2
+	scanKindO200K
+	scanKindGPT2
+)
+
+// scanKinds maps the total patterns to their scanners; knownFinders holds the same scanners.
+var scanKinds = map[string]scanKind{
+	patCL100K: scanKindCL100K,
+	patQwen2:  scanKindQwen2,
+	patO200K:  scanKindO200K,
+	patGPT2:   scanKindGPT2,
+}
+
+// end returns the end of the match at s[i:].
+func (k scanKind) end(s string, i int) int {
+	switch k {
+	case scanKindCL100K:
+		return scanCL100K(s, i, 3)
+	case scanKindQwen2:
+		return scanCL100K(s, i, 1)
+	case scanKindO200K:
+		return scanO200K(s, i)
+	}
+	return scanGPT2(s, i)
+}
+
 // Rune classes used by the scanners.
 const (
 	cL  uint8 = 1 << iota // \p{L}
@@ -134,13 +165,19 @@ func classNonASCII(r rune) uint8 {
 	return classSlow(r)
 }
 
-// next decodes the rune at s[i:] (i < len(s)) and returns its class and width.
+// next decodes the rune at s[i:] (i < len(s)) and returns its class and width. The hottest
+// callers test for ASCII themselves and call nextNonASCII, saving a call per byte.
 //
 //go:norace
 func next(s string, i int) (uint8, int) {
 	if b := s[i]; b < utf8.RuneSelf {
 		return asciiClass[b], 1
 	}
+	return nextNonASCII(s, i)
+}
+
+//go:norace
+func nextNonASCII(s string, i int) (uint8, int) {
 	r, n := utf8.DecodeRuneInString(s[i:])
 	return classNonASCII(r), n
 }
@@ -150,7 +187,14 @@ func next(s string, i int) (uint8, int) {
 //go:norace
 func run(s string, i int, mask uint8) int {
 	for i < len(s) {
-		c, n := next(s, i)
+		if b := s[i]; b < utf8.RuneSelf {
+			if asciiClass[b]&mask == 0 {
+				break
+			}
+			i++
+			continue
+		}
+		c, n := nextNonASCII(s, i)
 		if c&mask == 0 {
 			break
 		}

@@ -248,8 +248,16 @@ func TestScannersMatchRegex(t *testing.T) {
 			short = append(short, s)
 		}
 	}
+	finders := map[string]finder{}
 	for pattern, f := range knownFinders {
-		t.Run(fmt.Sprintf("%.30s", pattern), func(t *testing.T) {
+		finders[pattern] = f
+	}
+	for pattern, k := range scanKinds { // the same scanners, called directly by splitStream
+		finders["direct "+pattern] = func(s string, i int) (int, int) { return i, k.end(s, i) }
+	}
+	for name, f := range finders {
+		pattern := strings.TrimPrefix(name, "direct ")
+		t.Run(fmt.Sprintf("%.37s", name), func(t *testing.T) {
 			t.Parallel()
 			re, err := compileRegex(pattern)
 			require.NoError(t, err)
