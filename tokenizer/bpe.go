@@ -201,8 +201,14 @@ func (m *bpe) firstPair(syms []uint32, i int, raw string) uint32 {
 // a merge only changes the pairs on either side of it, so it costs two table lookups.
 func (m *bpe) mergeSmall(st *state, syms []uint32, raw string) []uint32 {
 	ranks := st.ranks[:0]
-	for i := 0; i+1 < len(syms); i++ {
-		ranks = append(ranks, m.firstPair(syms, i, raw))
+	if raw != "" {
+		for i := 0; i+1 < len(raw); i++ {
+			ranks = append(ranks, m.bytePairs[uint16(raw[i])<<8|uint16(raw[i+1])])
+		}
+	} else {
+		for i := 0; i+1 < len(syms); i++ {
+			ranks = append(ranks, m.pair(syms[i], syms[i+1]))
+		}
 	}
 	for {
 		best, bestRank := -1, noMerge

@@ -292,13 +292,20 @@ func scanCL100K(s string, i int, maxDigits int) int {
 			return e
 		}
 	}
-	c, n := next(s, i)
+	c, n := asciiClass[s[i]&(utf8.RuneSelf-1)], 1 // next(s, i), with ASCII inline
+	if s[i] >= utf8.RuneSelf {
+		c, n = nextNonASCII(s, i)
+	}
 	// [^\r\n\p{L}\p{N}]?\p{L}+
 	if c&cL != 0 {
 		return run(s, i+n, cL)
 	}
 	if c&(cN|cNL) == 0 && i+n < len(s) {
-		if c2, n2 := next(s, i+n); c2&cL != 0 {
+		c2, n2 := asciiClass[s[i+n]&(utf8.RuneSelf-1)], 1
+		if s[i+n] >= utf8.RuneSelf {
+			c2, n2 = nextNonASCII(s, i+n)
+		}
+		if c2&cL != 0 {
 			return run(s, i+n+n2, cL)
 		}
 	}
@@ -339,7 +346,14 @@ func punct(s string, i int, mask uint8, slash bool) int {
 	}
 	j += n
 	for j < len(s) {
-		c, n := next(s, j)
+		if b := s[j]; b < utf8.RuneSelf {
+			if asciiClass[b]&mask != 0 {
+				break
+			}
+			j++
+			continue
+		}
+		c, n := nextNonASCII(s, j)
 		if c&mask != 0 {
 			break
 		}
