@@ -35,7 +35,7 @@ type bpe struct {
 	noCut map[rune]bool
 
 	// seed hashes words for the piece caches and words, the words whose encoding is one token.
-	seed  maphash.Seed
+	seed  uint64
 	words *wordTable
 
 	mergeBuf []byte                          // scratch while loading
@@ -73,7 +73,7 @@ const metaspace = "\u2581"
 
 // encodeWord appends the ids of one word.
 func (m *bpe) encodeWord(st *state, dst []uint32, piece string) []uint32 {
-	h := maphash.String(m.seed, piece)
+	h := hashWord(m.seed, piece)
 	// Most words (80% of a mixed corpus) are single tokens; the word table answers them as
 	// cheaply as the piece cache would, so they skip the cache and leave all its slots to the
 	// words that need the merge loop.
@@ -483,7 +483,7 @@ func newBPE(vocab map[string]uint32, mergesRaw []byte, mj *modelJSON, byteLevel 
 			}
 		}
 	}
-	m.seed = maphash.MakeSeed()
+	m.seed = maphash.String(maphash.MakeSeed(), "") // a random seed per model
 	if byteLevel || m.ignoreMerges {
 		// With ignore_merges the table is HF's vocabulary lookup, whatever the model. Otherwise
 		// only byte-level models get one: on SentencePiece-style files (Mistral, Gemma) it gains

@@ -86,6 +86,13 @@ func (n unicodeNorm) isNormal(s string) bool {
 // stableRun returns the end of the run of stable runes at s[i:].
 func (n unicodeNorm) stableRun(s string, i int) int {
 	for i < len(s) {
+		// Eight ASCII bytes at a time, as utf8.ValidString does.
+		for i+8 <= len(s) && load64(s[i:])&0x8080808080808080 == 0 {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		if s[i] < utf8.RuneSelf {
 			i++
 			continue

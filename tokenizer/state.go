@@ -21,7 +21,7 @@ func newState(cacheSize int) *state {
 
 // pieceCache is a direct-mapped cache of short pieces and their ids, stored inline so that
 // neither lookups nor inserts allocate. A collision simply overwrites the slot. Callers pass the
-// piece's hash (maphash with the model's seed), which the word table uses too.
+// piece's hashWord (with the model's seed), which the word table uses too.
 type pieceCache struct {
 	entries []cacheEntry
 }
