@@ -221,8 +221,13 @@ func (m *bpe) mergeSmall(st *state, syms []uint32, raw string) []uint32 {
 			break
 		}
 		syms[best] = m.merges.merged[bestRank]
-		syms = append(syms[:best+1], syms[best+2:]...)
-		ranks = append(ranks[:best], ranks[best+1:]...)
+		// Drop syms[best+1] and ranks[best] in one short loop (copy costs a call each).
+		n := len(syms)
+		for j := best + 1; j < n-1; j++ {
+			syms[j] = syms[j+1]
+			ranks[j-1] = ranks[j]
+		}
+		syms, ranks = syms[:n-1], ranks[:n-2]
 		if best > 0 {
 			ranks[best-1] = m.pair(syms[best-1], syms[best])
 		}
