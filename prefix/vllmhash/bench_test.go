@@ -43,9 +43,18 @@ func TestAppendBlockHashesZeroAlloc(t *testing.T) {
 		toks := benchTokens(1024)
 		dst := make([]vllmhash.Digest, 0, 64)
 		extra := (&vllmhash.Request{LoRAName: "a", CacheSalt: "b"}).ExtraKeys(64, 16)
-		allocs := testing.AllocsPerRun(20, func() {
-			dst = h.AppendBlockHashes(dst[:0], vllmhash.Digest{}, toks, 16, extra)
-		})
+		// Up to three tries: a GC in the middle of one can empty the buffer
+		// pool (and CI once saw a stray count); a real allocation per call
+		// shows in every try.
+		var allocs float64
+		for range 3 {
+			allocs = testing.AllocsPerRun(20, func() {
+				dst = h.AppendBlockHashes(dst[:0], vllmhash.Digest{}, toks, 16, extra)
+			})
+			if allocs == 0 {
+				break
+			}
+		}
 		assert.Zero(t, allocs, "%v", algo)
 	}
 }
