@@ -150,5 +150,11 @@ func TestHTTP1ExchangeDoesNotAllocate(t *testing.T) {
 		}
 	}
 	get() // dial
-	assert.Zero(t, testing.AllocsPerRun(100, get))
+	// Best of three tries: the counter is process-wide and the server
+	// goroutine shares it; a real allocation per exchange shows every time.
+	allocs := testing.AllocsPerRun(100, get)
+	for try := 0; try < 2 && allocs > 0; try++ {
+		allocs = testing.AllocsPerRun(100, get)
+	}
+	assert.Zero(t, allocs)
 }
