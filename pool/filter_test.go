@@ -81,6 +81,9 @@ func testScrapeNameFilter(t *testing.T, opts ...pool.Option) {
 		}
 		http.Error(w, "engine dead", http.StatusInternalServerError)
 	}
+	limited := func(w http.ResponseWriter, _ []string, _ bool) {
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+	}
 	tests := []struct {
 		name    string
 		answer  func(http.ResponseWriter, []string, bool)
@@ -95,6 +98,8 @@ func testScrapeNameFilter(t *testing.T, opts ...pool.Option) {
 		{name: "fails either way: keeps trying both", answer: broken, want: [][]string{names, nil, names, nil, names, nil},
 			wantErr: "HTTP 500 Internal Server Error"},
 		{name: "filter off", answer: restricted, noFilt: true, want: [][]string{nil, nil, nil}},
+		{name: "rate limited: no second request", answer: limited, want: [][]string{names, names, names},
+			wantErr: "HTTP 429 Too Many Requests"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -530,8 +530,12 @@ func (e *statusError) Error() string { return "HTTP " + e.status }
 
 // rejectedFilter reports whether err, from a filtered scrape, may be the
 // server's way of not supporting the name filter: a page without the
-// required series, or a client-error status.
+// required series, or a client-error status other than a request timeout or
+// rate limiting (asking again at once would only add load).
 func rejectedFilter(err error) bool {
 	var se *statusError
-	return errors.Is(err, ErrMissingMetrics) || (errors.As(err, &se) && se.code >= 400 && se.code < 500)
+	if errors.As(err, &se) {
+		return se.code >= 400 && se.code < 500 && se.code != http.StatusRequestTimeout && se.code != http.StatusTooManyRequests
+	}
+	return errors.Is(err, ErrMissingMetrics)
 }
