@@ -138,6 +138,13 @@ type pageParser struct {
 	loraTS                float64
 	loraMax               int
 	loraRunning, loraWait []byte
+
+	// memo, if set, holds the previous page's label-heavy lines; memoNext
+	// collects this page's, and memoStale says they differ.
+	memo      *lineMemo
+	memoNext  []memoEntry
+	memoSeen  int
+	memoStale bool
 }
 
 type cacheConfig struct {
@@ -159,19 +166,53 @@ type cacheConfig struct {
 // page that does not end in a newline (truncated) is malformed too. A page
 // without running, waiting and KV-usage series gives [ErrMissingMetrics].
 // The result's ScrapedAt is zero. ParseMetrics does not retain page.
-func ParseMetrics(page []byte) (Metrics, error) { return parseMetrics(page, nil) }
+func ParseMetrics(page []byte) (Metrics, error) { return parseMetrics(page, nil, nil) }
 
 // parseMetrics is ParseMetrics reusing prev's LoRA name slices when they are
 // unchanged (they are immutable), so that a steady page parses without
-// allocating.
-func parseMetrics(page []byte, prev *Metrics) (Metrics, error) {
+// allocating, and, with memo, the values of label-heavy lines that are the
+// same as on the endpoint's previous page. memo is updated on success.
+func parseMetrics(page []byte, prev *Metrics, memo *lineMemo) (Metrics, error) {
 	var p pageParser
-	p.prev = prev
+	p.prev, p.memo = prev, memo
 	if err := p.parse(page); err != nil {
 		return Metrics{}, err
 	}
-	return p.result()
+	m, err := p.result()
+	if err == nil && memo != nil && p.memoStale {
+		memo.ents = p.memoNext
+	}
+	return m, err
 }
+
+// lineMemo remembers, for one endpoint, the parsed values of its last page's
+// cache_config_info and lora_requests_info lines: two dozen labels that a
+// server renders the same way scrape after scrape (cache_config_info never
+// changes), and that cost most of the parse of a name-filtered page. A line
+// equal byte for byte to a remembered one is not parsed again. A lineMemo is
+// used by one parse at a time.
+type lineMemo struct{ ents []memoEntry }
+
+type memoEntry struct {
+	line []byte // the whole line; lv's LoRA slices point into the same copy
+	lv   lineValue
+}
+
+// maxMemoLines bounds what a lineMemo keeps (a page with more lines of these
+// kinds, many data-parallel engines, is parsed as usual past the bound).
+const maxMemoLines = 32
+
+// lineValue is what one sample line contributes to a page's result.
+type lineValue struct {
+	k                              int
+	v                              float64
+	cfgBlock, cfgBlocks, cfgTokens int
+	loraMax                        int
+	loraRun, loraWait              []byte
+}
+
+// memoized reports whether lines of kind k are remembered by a lineMemo.
+func memoized(k int) bool { return k == kVCacheCfg || k == kSCacheCfg || k == kVLoRA }
 
 func (p *pageParser) errorf(format string, args ...any) error {
 	return &ParseError{Line: p.line, Msg: fmt.Sprintf(format, args...)}
@@ -193,15 +234,74 @@ func (p *pageParser) parse(b []byte) error {
 		if k == kNone {
 			continue
 		}
-		if err := p.sample(k, line[:i], line[i:]); err != nil {
+		if p.memo != nil && memoized(k) {
+			if err := p.memoSample(k, line, i); err != nil {
+				return err
+			}
+			continue
+		}
+		lv, err := p.sample(k, line[:i], line[i:])
+		if err != nil {
 			return err
+		}
+		p.apply(lv)
+	}
+	if p.memo != nil && !p.memoStale {
+		if seen := min(p.memoSeen, maxMemoLines); seen != len(p.memo.ents) { // fewer lines than last time
+			p.memoStale = true
+			p.memoNext = slices.Clone(p.memo.ents[:seen])
 		}
 	}
 	return nil
 }
 
-// sample parses `{labels} value [timestamp]` of a series of kind k.
-func (p *pageParser) sample(k int, name, rest []byte) error {
+// memoSample is sample and apply for a line of a memoized kind: the
+// remembered value if the previous page had the same line at the same
+// place, else a parse, remembered for the next page.
+func (p *pageParser) memoSample(k int, line []byte, nameLen int) error {
+	n := p.memoSeen
+	p.memoSeen++
+	if n >= maxMemoLines { // past the bound: parse as usual
+		lv, err := p.sample(k, line[:nameLen], line[nameLen:])
+		if err != nil {
+			return err
+		}
+		p.apply(lv)
+		return nil
+	}
+	if n < len(p.memo.ents) && bytes.Equal(p.memo.ents[n].line, line) {
+		e := p.memo.ents[n]
+		p.apply(e.lv)
+		if !p.memoStale {
+			return nil
+		}
+		p.memoNext = append(p.memoNext, e)
+		return nil
+	}
+	lv, err := p.sample(k, line[:nameLen], line[nameLen:])
+	if err != nil {
+		return err
+	}
+	p.apply(lv)
+	if !p.memoStale { // the lines so far were all hits: start the new list with them
+		p.memoStale = true
+		p.memoNext = append(make([]memoEntry, 0, max(len(p.memo.ents), n+1)), p.memo.ents[:min(n, len(p.memo.ents))]...)
+	}
+	// One copy holds the line and the LoRA values (which point into the
+	// page, or into unescaped copies).
+	buf := make([]byte, 0, len(line)+len(lv.loraRun)+len(lv.loraWait))
+	buf = append(buf, line...)
+	buf = append(buf, lv.loraRun...)
+	lv.loraRun = buf[len(line):len(buf):len(buf)]
+	buf = append(buf, lv.loraWait...)
+	lv.loraWait = buf[len(line)+len(lv.loraRun) : len(buf) : len(buf)]
+	p.memoNext = append(p.memoNext, memoEntry{line: buf[:len(line):len(line)], lv: lv})
+	return nil
+}
+
+// sample parses `{labels} value [timestamp]` of a series of kind k and
+// returns what it contributes (see apply).
+func (p *pageParser) sample(k int, name, rest []byte) (lineValue, error) {
 	var cfgBlock, cfgBlocks, cfgTokens int = -1, -1, -1
 	var lMax, lRun, lWait []byte
 	var hasRun, hasWait bool
@@ -210,7 +310,7 @@ func (p *pageParser) sample(k int, name, rest []byte) error {
 		for {
 			rest = skipBlank(rest)
 			if len(rest) == 0 {
-				return p.errorf("%s: unterminated label set", name)
+				return lineValue{}, p.errorf("%s: unterminated label set", name)
 			}
 			if rest[0] == '}' {
 				rest = rest[1:]
@@ -221,26 +321,26 @@ func (p *pageParser) sample(k int, name, rest []byte) error {
 				j++
 			}
 			if j == 0 {
-				return p.errorf("%s: invalid label name", name)
+				return lineValue{}, p.errorf("%s: invalid label name", name)
 			}
 			lname := rest[:j]
 			rest = skipBlank(rest[j:])
 			if len(rest) == 0 || rest[0] != '=' {
-				return p.errorf("%s: label %s: expected '='", name, lname)
+				return lineValue{}, p.errorf("%s: label %s: expected '='", name, lname)
 			}
 			rest = skipBlank(rest[1:])
 			if len(rest) == 0 || rest[0] != '"' {
-				return p.errorf("%s: label %s: expected '\"'", name, lname)
+				return lineValue{}, p.errorf("%s: label %s: expected '\"'", name, lname)
 			}
 			val, n, err := labelValue(rest[1:])
 			if err != nil {
-				return p.errorf("%s: label %s: %v", name, lname, err)
+				return lineValue{}, p.errorf("%s: label %s: %v", name, lname, err)
 			}
 			rest = skipBlank(rest[1+n:])
 			if len(rest) > 0 && rest[0] == ',' {
 				rest = rest[1:]
 			} else if len(rest) == 0 || rest[0] != '}' {
-				return p.errorf("%s: expected ',' or '}' after label %s", name, lname)
+				return lineValue{}, p.errorf("%s: expected ',' or '}' after label %s", name, lname)
 			}
 			switch k {
 			case kVCacheCfg, kSCacheCfg:
@@ -258,7 +358,7 @@ func (p *pageParser) sample(k int, name, rest []byte) error {
 				if dst != nil && string(val) != "None" && len(val) > 0 {
 					v, err := strconv.Atoi(string(val))
 					if err != nil || v < 0 {
-						return p.errorf("%s: label %s: not a non-negative integer: %q", name, lname, val)
+						return lineValue{}, p.errorf("%s: label %s: not a non-negative integer: %q", name, lname, val)
 					}
 					*dst = v
 				}
@@ -275,7 +375,7 @@ func (p *pageParser) sample(k int, name, rest []byte) error {
 		}
 	}
 	if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
-		return p.errorf("%s: expected a blank before the value", name)
+		return lineValue{}, p.errorf("%s: expected a blank before the value", name)
 	}
 	rest = skipBlank(rest)
 	j := 0
@@ -283,53 +383,63 @@ func (p *pageParser) sample(k int, name, rest []byte) error {
 		j++
 	}
 	if j == 0 {
-		return p.errorf("%s: missing value", name)
+		return lineValue{}, p.errorf("%s: missing value", name)
 	}
 	v, err := strconv.ParseFloat(string(rest[:j]), 64)
 	if err != nil {
-		return p.errorf("%s: invalid value %q", name, rest[:j])
+		return lineValue{}, p.errorf("%s: invalid value %q", name, rest[:j])
 	}
 	if ts := skipBlank(rest[j:]); len(ts) > 0 {
 		if _, err := strconv.ParseInt(string(ts), 10, 64); err != nil {
-			return p.errorf("%s: invalid timestamp %q", name, ts)
+			return lineValue{}, p.errorf("%s: invalid timestamp %q", name, ts)
 		}
 	}
+	lv := lineValue{k: k, v: v, cfgBlock: cfgBlock, cfgBlocks: cfgBlocks, cfgTokens: cfgTokens}
+	switch k {
+	case kVLoRA:
+		if !hasRun || !hasWait {
+			return lineValue{}, p.errorf("%s: running_lora_adapters or waiting_lora_adapters label missing", name)
+		}
+		if len(lMax) > 0 {
+			n, err := strconv.Atoi(string(lMax))
+			if err != nil || n < 0 {
+				return lineValue{}, p.errorf("%s: max_lora %q is not a non-negative integer", name, lMax)
+			}
+			lv.loraMax = n
+		}
+		lv.loraRun, lv.loraWait = lRun, lWait
+	case kVCacheCfg, kSCacheCfg:
+	default:
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return lineValue{}, p.errorf("%s: invalid value %v", name, v)
+		}
+	}
+	return lv, nil
+}
+
+// apply adds what a line contributes to the page's totals.
+func (p *pageParser) apply(lv lineValue) {
+	k, v := lv.k, lv.v
 	switch k {
 	case kVCacheCfg, kSCacheCfg:
 		c := &p.cfg[0]
 		if k == kSCacheCfg {
 			c = &p.cfg[1]
 		}
-		if cfgBlock > 0 {
-			c.blockSize = max(c.blockSize, cfgBlock)
+		if lv.cfgBlock > 0 {
+			c.blockSize = max(c.blockSize, lv.cfgBlock)
 		}
-		if cfgBlocks > 0 {
-			c.numBlocks += cfgBlocks
+		if lv.cfgBlocks > 0 {
+			c.numBlocks += lv.cfgBlocks
 		}
-		if cfgTokens > 0 {
-			c.kvTokens += cfgTokens
+		if lv.cfgTokens > 0 {
+			c.kvTokens += lv.cfgTokens
 		} else {
 			c.someNoTokens = true
 		}
 	case kVLoRA:
-		if !hasRun || !hasWait {
-			return p.errorf("%s: running_lora_adapters or waiting_lora_adapters label missing", name)
-		}
-		maxLoRA := 0
-		if len(lMax) > 0 {
-			n, err := strconv.Atoi(string(lMax))
-			if err != nil || n < 0 {
-				return p.errorf("%s: max_lora %q is not a non-negative integer", name, lMax)
-			}
-			maxLoRA = n
-		}
-		if p.s[k].n > 0 && !(v > p.loraTS) {
-			break
-		}
-		p.loraTS, p.loraMax, p.loraRunning, p.loraWait = v, maxLoRA, lRun, lWait
-	default:
-		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-			return p.errorf("%s: invalid value %v", name, v)
+		if p.s[k].n == 0 || v > p.loraTS {
+			p.loraTS, p.loraMax, p.loraRunning, p.loraWait = v, lv.loraMax, lv.loraRun, lv.loraWait
 		}
 	}
 	s := &p.s[k]
@@ -338,7 +448,6 @@ func (p *pageParser) sample(k int, name, rest []byte) error {
 		s.max = v
 	}
 	s.n++
-	return nil
 }
 
 func (p *pageParser) result() (Metrics, error) {

@@ -11,10 +11,10 @@ import (
 func TestParseMetricsReusesUnchangedLoRAs(t *testing.T) {
 	page, err := os.ReadFile("testdata/vllm-metrics-sample.txt")
 	require.NoError(t, err)
-	first, err := parseMetrics(page, nil)
+	first, err := parseMetrics(page, nil, nil)
 	require.NoError(t, err)
 	allocs := testing.AllocsPerRun(50, func() {
-		m, err := parseMetrics(page, &first)
+		m, err := parseMetrics(page, &first, nil)
 		if err != nil || &m.RunningLoRAs[0] != &first.RunningLoRAs[0] {
 			t.Fatal("not reused", err)
 		}
@@ -23,7 +23,7 @@ func TestParseMetricsReusesUnchangedLoRAs(t *testing.T) {
 
 	prev := first
 	prev.RunningLoRAs = []string{"sql-lora"} // changed: a new slice
-	m, err := parseMetrics(page, &prev)
+	m, err := parseMetrics(page, &prev, nil)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"sql-lora", "tweet-lora"}, m.RunningLoRAs)
 	assert.Equal(t, []string{"tweet-lora"}, m.WaitingLoRAs)

@@ -56,6 +56,7 @@ type target struct {
 	h1   atomic.Pointer[http1] // nil when scraping through net/http; read by abortAll
 	buf  bytes.Buffer          // reused page buffer
 	prev *Metrics              // last good scrape, for reusing its LoRA name slices
+	memo lineMemo              // its label-heavy lines, for not parsing them again
 
 	// kick wakes Run's worker, if started, for one scrape; closing it stops
 	// the worker. Sent to and closed only under Scraper.mu.
@@ -468,7 +469,7 @@ func (s *Scraper) fetch(ctx context.Context, tg *target, watch bool) (*scraped, 
 		}
 		page = tg.buf.Bytes()
 	}
-	m, err := parseMetrics(page, tg.prev)
+	m, err := parseMetrics(page, tg.prev, &tg.memo)
 	if tg.buf.Cap() > 1<<20 { // do not hold on to a huge buffer per endpoint
 		tg.buf = bytes.Buffer{}
 	}
