@@ -234,7 +234,7 @@ func (p *pageParser) parse(b []byte) error {
 		if k == kNone {
 			continue
 		}
-		if p.memo != nil && memoized(k) {
+		if p.memo != nil && memoized(k) && p.memoSeen < maxMemoLines { // past the bound: parse as usual
 			if err := p.memoSample(k, line, i); err != nil {
 				return err
 			}
@@ -247,9 +247,9 @@ func (p *pageParser) parse(b []byte) error {
 		p.apply(lv)
 	}
 	if p.memo != nil && !p.memoStale {
-		if seen := min(p.memoSeen, maxMemoLines); seen != len(p.memo.ents) { // fewer lines than last time
+		if p.memoSeen != len(p.memo.ents) { // fewer lines than last time
 			p.memoStale = true
-			p.memoNext = slices.Clone(p.memo.ents[:seen])
+			p.memoNext = slices.Clone(p.memo.ents[:p.memoSeen])
 		}
 	}
 	return nil
@@ -261,14 +261,6 @@ func (p *pageParser) parse(b []byte) error {
 func (p *pageParser) memoSample(k int, line []byte, nameLen int) error {
 	n := p.memoSeen
 	p.memoSeen++
-	if n >= maxMemoLines { // past the bound: parse as usual
-		lv, err := p.sample(k, line[:nameLen], line[nameLen:])
-		if err != nil {
-			return err
-		}
-		p.apply(lv)
-		return nil
-	}
 	if n < len(p.memo.ents) && bytes.Equal(p.memo.ents[n].line, line) {
 		e := p.memo.ents[n]
 		p.apply(e.lv)
