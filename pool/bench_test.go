@@ -284,6 +284,7 @@ func BenchmarkRun(b *testing.B) {
 		}
 	}
 	b.Run("endpoints=100/engines=1/floor", benchRunFloor)
+	b.Run("endpoints=100/engines=1/floor-epoll", benchRunFloorEpoll)
 }
 
 const benchEndpoints, benchTicks = 100, 40
@@ -329,6 +330,13 @@ func measureWindows(b *testing.B) {
 	b.ReportMetric(100*float64(sys)/float64(wall), "%core-kernel")
 }
 
+// floorRequest is the filtered request the floors send.
+func floorRequest() []byte {
+	q := make(url.Values)
+	q["name[]"] = pool.SeriesNames()
+	return []byte("GET /metrics?" + q.Encode() + " HTTP/1.1\r\nHost: x\r\n\r\n")
+}
+
 // benchRunFloor is the lower bound BenchmarkRun is judged against: the same
 // fleet, interval and filtered request, but only the two system calls an
 // exchange cannot do without (write the request, read the answer, which is
@@ -336,9 +344,7 @@ func measureWindows(b *testing.B) {
 // parsing, no deadline, no metrics parsing, no publishing.
 func benchRunFloor(b *testing.B) {
 	addrs := startFleet(b, benchEndpoints, 1)
-	q := make(url.Values)
-	q["name[]"] = pool.SeriesNames()
-	req := []byte("GET /metrics?" + q.Encode() + " HTTP/1.1\r\nHost: x\r\n\r\n")
+	req := floorRequest()
 	kicks := make([]chan struct{}, len(addrs))
 	var wg sync.WaitGroup
 	for i, a := range addrs {
