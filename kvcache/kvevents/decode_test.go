@@ -304,3 +304,45 @@ func TestKVCacheIndexAdapter(t *testing.T) {
 	assert.Equal(t, kvcache.TierGPU, kvevents.MediumTier(kvevents.Null[string]{}))
 	assert.Equal(t, kvcache.TierShared, kvevents.MediumTier(kvevents.Some("STORAGE")))
 }
+
+// TestKVCacheIndexHybridGroups: a hybrid model (say gpt-oss: full-attention
+// and sliding-window layers) publishes each block's hash once per KV-cache
+// group, with the group in group_idx. The sliding-window group's stores are
+// not indexed, so its removals (which come early: the window slides) must not
+// remove the full-attention group's block of the same hash.
+func TestKVCacheIndexHybridGroups(t *testing.T) {
+	hasher, err := prefix.NewHasher("m", prefix.WithBlockSize(4))
+	require.NoError(t, err)
+	tokens := []uint32{1, 2, 3, 4, 5, 6, 7, 8}
+	hashes := []kvevents.Hash{kvevents.HashUint64(11), kvevents.HashUint64(12)}
+	stored := func(group int64, kind string) *kvevents.Event {
+		return &kvevents.Event{Type: kvevents.BlockStored, BlockHashes: hashes, TokenIDs: tokens, BlockSize: 4,
+			Medium: kvevents.Some("GPU"), GroupIdx: kvevents.Some(group), KVCacheSpecKind: kvevents.Some(kind)}
+	}
+	removed := func(group int64) *kvevents.Event {
+		return &kvevents.Event{Type: kvevents.BlockRemoved, BlockHashes: hashes[1:], Medium: kvevents.Some("GPU"),
+			GroupIdx: kvevents.Some(group)}
+	}
+	total := func(idx *kvcache.Index) int {
+		m := make([]kvcache.Match, 1)
+		_, err := idx.Lookup(hasher.AppendKeys(nil, tokens, prefix.Extra{}), []string{"a"}, m)
+		require.NoError(t, err)
+		return m[0].Total()
+	}
+	idx, err := kvcache.New(hasher)
+	require.NoError(t, err)
+	a := kvevents.NewKVCacheIndex(idx)
+	require.NoError(t, a.Apply("a", stored(0, "full_attention")))
+	assert.ErrorIs(t, a.Apply("a", stored(1, "sliding_window")), kvevents.ErrNotIndexed)
+	assert.Equal(t, 2, total(idx))
+
+	assert.ErrorIs(t, a.Apply("a", removed(1)), kvevents.ErrNotIndexed, "removal from a group whose stores are skipped")
+	assert.Equal(t, 2, total(idx), "the full-attention copy is still held")
+	require.NoError(t, a.Apply("b", removed(1)), "another endpoint's group 1 is not known to be skipped")
+	require.NoError(t, a.Apply("a", removed(0)))
+	assert.Equal(t, 1, total(idx))
+
+	// Drop forgets the endpoint's groups with its blocks.
+	require.NoError(t, a.Drop("a"))
+	require.NoError(t, a.Apply("a", removed(1)))
+}

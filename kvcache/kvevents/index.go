@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/routekit/routekit/kvcache"
 )
@@ -46,12 +47,26 @@ var ErrNotIndexed = errors.New("kvevents: event not indexed")
 // with multimodal extra keys (our keys do not cover image content, so
 // different images would collide), and LoRA blocks that carry only the
 // server-local lora_id (vLLM before ≈v0.12), which requests cannot name.
+// A hybrid model publishes each block hash once per KV-cache group, so the
+// adapter remembers, per endpoint, the group_idx values whose stores it
+// skipped for their kind, and skips their BlockRemoved events too: a
+// sliding window's removals must not remove the full-attention copy.
 type KVCacheIndex struct {
 	x *kvcache.Index
 	// Tier maps an event's medium to a tier. Nil means MediumTier.
 	Tier func(medium Null[string]) kvcache.Tier
 
 	bufs sync.Pool // *[]uint64
+
+	anySkip atomic.Bool           // skip is not empty: removals must check it
+	mu      sync.Mutex            // guards skip
+	skip    map[groupKey]struct{} // groups whose stores are not indexed
+}
+
+// groupKey is one KV-cache group of one endpoint.
+type groupKey struct {
+	endpoint string
+	group    int64
 }
 
 var _ Index = (*KVCacheIndex)(nil)
@@ -88,6 +103,9 @@ func (a *KVCacheIndex) Apply(endpoint string, e *Event) error {
 	case AllBlocksCleared:
 		return a.x.Clear(endpoint)
 	case BlockRemoved:
+		if e.GroupIdx.Valid && a.skippedGroup(endpoint, e.GroupIdx.V) {
+			return fmt.Errorf("%w: removal from KV-cache group %d, whose stores are not indexed", ErrNotIndexed, e.GroupIdx.V)
+		}
 		bp := a.hashes(e.BlockHashes)
 		err := a.x.Removed(endpoint, a.tier(e.Medium), *bp)
 		a.bufs.Put(bp)
@@ -100,6 +118,9 @@ func (a *KVCacheIndex) Apply(endpoint string, e *Event) error {
 
 func (a *KVCacheIndex) stored(endpoint string, e *Event) error {
 	if k := e.KVCacheSpecKind; k.Valid && k.V != "full_attention" && k.V != "mla_attention" && k.V != "sink_full_attention" {
+		if e.GroupIdx.Valid {
+			a.skipGroup(endpoint, e.GroupIdx.V)
+		}
 		return fmt.Errorf("%w: kv_cache_spec_kind %q", ErrNotIndexed, k.V)
 	}
 	if e.LoRAID.Valid && !e.LoRAName.Valid {
@@ -149,7 +170,44 @@ func (a *KVCacheIndex) hashes(hs []Hash) *[]uint64 {
 func (a *KVCacheIndex) Clear(endpoint string) error { return a.x.Clear(endpoint) }
 
 // Drop implements Index.
-func (a *KVCacheIndex) Drop(endpoint string) error { return a.x.DropEndpoint(endpoint) }
+func (a *KVCacheIndex) Drop(endpoint string) error {
+	if a.anySkip.Load() {
+		a.mu.Lock()
+		for k := range a.skip {
+			if k.endpoint == endpoint {
+				delete(a.skip, k)
+			}
+		}
+		a.anySkip.Store(len(a.skip) > 0)
+		a.mu.Unlock()
+	}
+	return a.x.DropEndpoint(endpoint)
+}
+
+// skipGroup records that endpoint's group's stores are not indexed.
+func (a *KVCacheIndex) skipGroup(endpoint string, group int64) {
+	k := groupKey{endpoint, group}
+	a.mu.Lock()
+	if _, ok := a.skip[k]; !ok {
+		if a.skip == nil {
+			a.skip = map[groupKey]struct{}{}
+		}
+		a.skip[k] = struct{}{}
+		a.anySkip.Store(true)
+	}
+	a.mu.Unlock()
+}
+
+// skippedGroup reports whether endpoint's group's stores are not indexed.
+func (a *KVCacheIndex) skippedGroup(endpoint string, group int64) bool {
+	if !a.anySkip.Load() {
+		return false
+	}
+	a.mu.Lock()
+	_, ok := a.skip[groupKey{endpoint, group}]
+	a.mu.Unlock()
+	return ok
+}
 
 // scanExtraKeys reads a BlockStored's raw extra_keys: whether any block has
 // a multimodal key (a tuple), and, when first is set (the event starts at
