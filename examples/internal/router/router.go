@@ -61,9 +61,11 @@ func WithPrefix(h *prefix.Hasher, index *kvcache.Index) Option {
 }
 
 // WithTokenizer sets how prompts become tokens. Without one (or when it fails
-// with [ErrNoChatTemplate]) block keys are estimated from the prompt's bytes
+// with [ErrNoChatTemplate], [ErrNoTokenizeServer] or [ErrTokenizeUnavailable])
+// block keys are estimated from the prompt's bytes
 // (prefix.Hasher.AppendTextKeys): they then match only speculative entries,
-// never the model server's KV events.
+// never the model server's KV events. Any other tokenizer error rejects the
+// request as a bad body (400).
 func WithTokenizer(t Tokenizer) Option { return optionFunc(func(r *Router) { r.tok = t }) }
 
 // WithMetrics records every decision and request outcome in m.
@@ -223,7 +225,11 @@ func (r *Router) prepare(ctx context.Context, f *Flight) error {
 		switch {
 		case err == nil:
 			req.Tokens = toks
-		case errors.Is(err, ErrNoChatTemplate), errors.Is(err, ErrNoTokenizeServer):
+		case ctx.Err() != nil:
+			// The client left (or its deadline passed) during the round trip:
+			// that, not the body, is why tokenizing stopped.
+			return ctx.Err()
+		case errors.Is(err, ErrNoChatTemplate), errors.Is(err, ErrNoTokenizeServer), errors.Is(err, ErrTokenizeUnavailable):
 			// fall through to the byte estimate
 		default:
 			var be *BodyError

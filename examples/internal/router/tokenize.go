@@ -157,6 +157,13 @@ type Remote struct {
 // ErrNoTokenizeServer is returned by [Remote] when Base finds no server.
 var ErrNoTokenizeServer = errors.New("router: no server to tokenize on")
 
+// ErrTokenizeUnavailable is wrapped by [Remote]'s errors when the server
+// could not tokenize for reasons of its own: unreachable, a 5xx answer, or a
+// reply that is not a tokenize response. The request itself may be fine; the
+// [Router] routes it on the byte estimate. (A 4xx answer is the server
+// refusing the prompt and is not wrapped.)
+var ErrTokenizeUnavailable = errors.New("router: tokenize server unavailable")
+
 type remoteRequest struct {
 	Model                string    `json:"model"`
 	Prompt               *string   `json:"prompt,omitempty"`
@@ -196,21 +203,25 @@ func (r *Remote) Tokenize(ctx context.Context, b *Body, dst []uint32) ([]uint32,
 	}
 	resp, err := c.Do(hr)
 	if err != nil {
-		return dst, fmt.Errorf("router: remote tokenize: %w", err)
+		return dst, fmt.Errorf("router: remote tokenize: %w: %w", ErrTokenizeUnavailable, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return dst, fmt.Errorf("router: remote tokenize: %w", err)
+		return dst, fmt.Errorf("router: remote tokenize: %w: %w", ErrTokenizeUnavailable, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return dst, fmt.Errorf("router: remote tokenize: %s: %s", resp.Status, bytes.TrimSpace(data[:min(len(data), 512)]))
+		msg := bytes.TrimSpace(data[:min(len(data), 512)])
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return dst, fmt.Errorf("router: remote tokenize: %s: %s", resp.Status, msg)
+		}
+		return dst, fmt.Errorf("router: remote tokenize: %w: %s: %s", ErrTokenizeUnavailable, resp.Status, msg)
 	}
 	var out struct {
 		Tokens []uint32 `json:"tokens"`
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
-		return dst, fmt.Errorf("router: remote tokenize: decoding reply: %w", err)
+		return dst, fmt.Errorf("router: remote tokenize: %w: decoding reply: %w", ErrTokenizeUnavailable, err)
 	}
 	return append(dst, out.Tokens...), nil
 }
