@@ -287,7 +287,7 @@ func (s Saturation) Analyze(g *Group) Proposal {
 	// The KV load of ready replicas without a usable sample (missing or
 	// warming: they serve traffic too) is extrapolated from the samples.
 	kvLoad := sumKV / float64(nSamples) * float64(nSamples+missing+warming)
-	kvShort := int(math.Ceil(kvLoad/(s.KVThreshold-s.KVSpareTrigger)-1e-9)) - total
+	kvShort := ceilCount(kvLoad/(s.KVThreshold-s.KVSpareTrigger)) - total
 	// The spare-level triggers add one replica per decision only when no
 	// capacity is on its way: while replicas are pending or warming,
 	// saturated replicas keep the averages under the triggers however many
@@ -382,7 +382,7 @@ func (s Saturation) rateShort(g *Group) (int, bool) {
 	if missing <= 0 {
 		return 0, true
 	}
-	return int(math.Ceil(missing/g.Pools[g.rank()[0]].Pool.Profile.MaxRate - 1e-9)), true
+	return ceilCount(missing / g.Pools[g.rank()[0]].Pool.Profile.MaxRate), true
 }
 
 // utilizationAfter returns the group's request rate over the profiled
@@ -708,7 +708,7 @@ func cheapestMix(g *Group, caps []float64, demand float64) []int {
 		if need <= eps || caps[i] <= 0 {
 			continue
 		}
-		add := min(int(math.Ceil(need/caps[i]-eps)), g.Pools[i].Pool.Max-best[i])
+		add := min(ceilCount(need/caps[i]), g.Pools[i].Pool.Max-best[i])
 		best[i] += add
 		need -= float64(add) * caps[i]
 	}
@@ -780,7 +780,7 @@ func cheapestMix(g *Group, caps []float64, demand float64) []int {
 		p := g.Pools[i].Pool
 		top := lo[i]
 		if caps[i] > 0 {
-			top = min(p.Max, lo[i]+int(math.Ceil(need/caps[i]-eps)))
+			top = min(p.Max, lo[i]+ceilCount(need/caps[i]))
 		}
 		for c := top; c >= lo[i]; c-- {
 			extra := c - lo[i]
@@ -818,6 +818,9 @@ func abs(x int) int {
 // using Target when scaling down and 0 when scaling up, pending and warming
 // replicas count as 0 when scaling up, and if that adjustment flips the
 // direction or lands within tolerance the pool keeps its capacity.
+//
+// A metric value that is NaN or infinite (TTFTP90 is NaN when unknown)
+// counts as a missing sample, as a pod without a metric does in the HPA.
 //
 // It is the baseline the other analyzers are measured against. Metric nil
 // selects WaitingRequests; Target is required; Tolerance zero means none
@@ -882,32 +885,38 @@ func (t TargetTracking) Analyze(g *Group) Proposal {
 
 func (t TargetTracking) pool(p PoolView, metric func(Metrics) float64) (int, string) {
 	cur := p.Capacity()
-	if len(p.Samples) == 0 {
+	sum, sampled, missing := 0.0, 0, p.Missing
+	for _, m := range p.Samples {
+		v := metric(m)
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			missing++
+			continue
+		}
+		sum += v
+		sampled++
+	}
+	if sampled == 0 {
 		return cur, "no samples; hold"
 	}
-	sum := 0.0
-	for _, m := range p.Samples {
-		sum += metric(m)
-	}
-	n := float64(len(p.Samples))
+	n := float64(sampled)
 	ratio := sum / (n * t.Target)
 	unready := p.Warming + p.Pending
-	if p.Missing == 0 && unready == 0 {
+	if missing == 0 && unready == 0 {
 		if math.Abs(ratio-1) <= t.Tolerance {
 			return cur, fmt.Sprintf("ratio %.3f within tolerance", ratio)
 		}
-		return int(math.Ceil(ratio*n - 1e-9)), fmt.Sprintf("ratio %.3f", ratio)
+		return ceilCount(ratio * n), fmt.Sprintf("ratio %.3f", ratio)
 	}
 	// HPA's adjustment for missing and unready pods.
 	if ratio < 1 {
-		sum += float64(p.Missing) * t.Target
-		n += float64(p.Missing)
+		sum += float64(missing) * t.Target
+		n += float64(missing)
 	} else if ratio > 1 {
-		n += float64(p.Missing + unready)
+		n += float64(missing + unready)
 	}
 	newRatio := sum / (n * t.Target)
 	if math.Abs(newRatio-1) <= t.Tolerance || (ratio < 1 && newRatio > 1) || (ratio > 1 && newRatio < 1) {
 		return cur, fmt.Sprintf("ratio %.3f adjusted %.3f; hold", ratio, newRatio)
 	}
-	return int(math.Ceil(newRatio*n - 1e-9)), fmt.Sprintf("ratio %.3f adjusted %.3f", ratio, newRatio)
+	return ceilCount(newRatio * n), fmt.Sprintf("ratio %.3f adjusted %.3f", ratio, newRatio)
 }

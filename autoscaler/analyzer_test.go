@@ -326,6 +326,14 @@ func TestCheapestMixBruteForce(t *testing.T) {
 func TestTargetTracking(t *testing.T) {
 	p := Pool{Name: "p", Max: 100}
 	tt10 := TargetTracking{Target: 5, Tolerance: HPATolerance}
+	ttft := TargetTracking{Metric: func(m Metrics) float64 { return m.TTFTP90 }, Name: "ttft", Target: 0.5}
+	ttftSamples := func(vs ...float64) []Metrics {
+		out := samples(len(vs), 0.1, 0)
+		for i, v := range vs {
+			out[i].TTFTP90 = v
+		}
+		return out
+	}
 	tests := []struct {
 		name   string
 		tr     TargetTracking
@@ -342,6 +350,11 @@ func TestTargetTracking(t *testing.T) {
 		{"pending count as zero on scale up", tt10, PoolView{Pool: p, Ready: 2, Pending: 2, Samples: samples(2, 0, 15)}, 6, "adjusted 1.500"},
 		{"no samples", tt10, PoolView{Pool: p, Ready: 2, Warming: 2}, 2, "no samples"},
 		{"kv metric", TargetTracking{Metric: KVCacheUsage, Name: "kv", Target: 0.5}, PoolView{Pool: p, Ready: 2, Samples: samples(2, 0.75, 0)}, 3, "kv=0.5"},
+		// TTFTP90 is NaN when unknown: such samples count as missing, as the
+		// HPA counts pods without a metric, instead of poisoning the mean.
+		{"NaN values are missing", ttft, PoolView{Pool: p, Ready: 4, Samples: ttftSamples(0.25, 0.25, math.NaN(), math.NaN())}, 3, "adjusted 0.750"},
+		{"all NaN holds", ttft, PoolView{Pool: p, Ready: 4, Samples: ttftSamples(math.NaN(), math.NaN(), math.NaN(), math.NaN())}, 4, "no samples"},
+		{"infinite value is missing", ttft, PoolView{Pool: p, Ready: 2, Samples: ttftSamples(1, math.Inf(1))}, 2, "ratio 2.000 adjusted 1.000; hold"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

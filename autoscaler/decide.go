@@ -196,7 +196,8 @@ func (d *decider) updateIdle(g Guards) bool {
 			}
 		}
 	}
-	gap := !d.st.lastObserved.IsZero() && d.now.Sub(d.st.lastObserved) > g.StaleAfter
+	// A negative StaleAfter disables the staleness check: no gap is too long.
+	gap := g.StaleAfter > 0 && !d.st.lastObserved.IsZero() && d.now.Sub(d.st.lastObserved) > g.StaleAfter
 	d.st.lastObserved = d.now
 	switch {
 	case !idle:
@@ -348,18 +349,37 @@ func (d *decider) scaleDownNeed(grp *Group, g Guards) (int, string) {
 	need := 0
 	var why string
 	if g.ScaleDownKV > 0 {
-		if n := int(math.Ceil(kv/g.ScaleDownKV - 1e-9)); n > need {
+		if n := ceilCount(kv / g.ScaleDownKV); n > need {
 			need = n
 			why = fmt.Sprintf("KV load %.2f needs %d replicas at ≤ %.2f each", kv, n, g.ScaleDownKV)
 		}
 	}
 	if g.ScaleDownQueue > 0 {
-		if n := int(math.Ceil(q/g.ScaleDownQueue - 1e-9)); n > need {
+		if n := ceilCount(q / g.ScaleDownQueue); n > need {
 			need = n
 			why = fmt.Sprintf("%.1f waiting needs %d replicas at ≤ %.1f each", q, n, g.ScaleDownQueue)
 		}
 	}
 	return need, why
+}
+
+// maxCount bounds every replica count computed from floating-point load:
+// Kubernetes' replica counts are int32.
+const maxCount = math.MaxInt32
+
+// ceilCount returns ⌈x − 1e-9⌉ (the 1e-9 absorbs rounding error in ratios
+// that are whole numbers) as a count in [0, maxCount]. A plain int(x)
+// conversion of an absurd load (1e300 waiting requests, or +Inf) is
+// implementation-defined and is math.MinInt64 on amd64: a huge demand would
+// become a negative count. NaN gives 0.
+func ceilCount(x float64) int {
+	switch {
+	case !(x > 0): // NaN, zero or negative
+		return 0
+	case x >= maxCount:
+		return maxCount
+	}
+	return int(math.Ceil(x - 1e-9))
 }
 
 // restoreCheapest undoes up to k removals (want below caps), cheapest pools first.
@@ -435,12 +455,12 @@ func (d *decider) pdRatio() {
 		return
 	}
 	if pd.Min > 0 && float64(p) < pd.Min*float64(q) {
-		need := int(math.Ceil(pd.Min*float64(q)-1e-9)) - p
+		need := ceilCount(pd.Min*float64(q)) - p
 		d.addByRank(pre, need, fmt.Sprintf("constraint P/D ratio ≥ %.2f (was %d:%d)", pd.Min, p, q))
 	}
 	p = total(pre)
 	if pd.Max > 0 && float64(p) > pd.Max*float64(q) {
-		need := int(math.Ceil(float64(p)/pd.Max-1e-9)) - q
+		need := ceilCount(float64(p)/pd.Max) - q
 		d.addByRank(dec, need, fmt.Sprintf("constraint P/D ratio ≤ %.2f (was %d:%d)", pd.Max, p, q))
 	}
 }

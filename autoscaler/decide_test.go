@@ -164,6 +164,39 @@ func TestScaleToZeroNeedsProof(t *testing.T) {
 	assert.Equal(t, now2, next.IdleSince())
 }
 
+// TestScaleToZeroStalenessGuardOff: a negative StaleAfter disables the
+// staleness check (Guards), and must not turn every observation into an
+// "observation gap" that restarts the idle proof: scale to zero still
+// happens after IdleWindow.
+func TestScaleToZeroStalenessGuardOff(t *testing.T) {
+	tests := []struct {
+		name       string
+		staleAfter time.Duration
+	}{
+		{"default staleness check", 0},
+		{"staleness check off", -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &Config{Pools: onePool(nil, 0, 4).Pools, Analyzer: QueueingModel{TTFT: time.Second}, ScaleToZero: true,
+				Guards: Guards{StaleAfter: tt.staleAfter}}
+			var st State
+			var d PoolDecision
+			now := t0
+			for range 22 { // proof from t0 to t0 + 10.5 min
+				o := obs1(1, warm(now, 1, 0, 0))
+				o.ArrivalRate = 0
+				dec, next := Decide(cfg, st, o, now)
+				require.NoError(t, dec.Err)
+				st, d = next, dec.Pools[0]
+				now = now.Add(30 * time.Second)
+			}
+			assert.Equal(t, t0, st.IdleSince())
+			assert.Equal(t, 0, d.Desired, reasons(d))
+		})
+	}
+}
+
 func TestStabilizer(t *testing.T) {
 	pool := Pool{Name: "p", Min: 1, Max: 100}
 	// Analyzer that returns a scripted count.
@@ -242,6 +275,14 @@ func TestStabilizer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHugePercentPolicy: a percent policy whose product overflows int is no
+// limit, not a wrapped negative one that forbids every scale-up.
+func TestHugePercentPolicy(t *testing.T) {
+	up := &ScalingRules{Policies: []Policy{{Type: PolicyPercent, Value: math.MaxInt, Period: time.Minute}}}
+	got, _, rs := stabilize(up, &ScalingRules{}, poolState{}, 200, 300, t0)
+	assert.Equal(t, 300, got, rs)
 }
 
 func TestConstraints(t *testing.T) {
@@ -362,6 +403,29 @@ func TestBadInput(t *testing.T) {
 			assert.Contains(t, reasons(dec.Pools[0]), "(completions,")
 		}
 	})
+}
+
+// TestAbsurdMetricsSaturate: finite but absurd metric values (a server
+// reporting 1e300 waiting requests) must push toward more replicas, never
+// wrap a float-to-int conversion around to a negative count and scale down.
+func TestAbsurdMetricsSaturate(t *testing.T) {
+	now := t0
+	tests := []struct {
+		name     string
+		analyzer Analyzer
+		want     int
+	}{
+		{"target tracking scales up to max", TargetTracking{Target: 5}, 10},
+		{"queueing scales up to max", QueueingModel{TTFT: time.Second}, 10},
+		{"scale-down load guard keeps every replica", AnalyzerFunc(func(*Group) Proposal { return Proposal{Replicas: []int{1}, Reason: "script"} }), 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dec, _ := Decide(onePool(tt.analyzer, 1, 10), State{}, obs1(4, warm(now, 4, 0.1, 1e300)), now)
+			require.NoError(t, dec.Err)
+			assert.Equal(t, tt.want, dec.Pools[0].Desired, reasons(dec.Pools[0]))
+		})
+	}
 }
 
 func TestDecideIsPure(t *testing.T) {

@@ -217,7 +217,9 @@ func upLimit(r *ScalingRules, ps poolState, cur int, now time.Time) int {
 		if p.Type == PolicyPods {
 			proposed = start + p.Value
 		} else {
-			proposed = int(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
+			// Clamped: with a huge Value the product overflows int, and the
+			// wrapped value would forbid every scale-up.
+			proposed = int(min(math.Ceil(float64(start)*(1+float64(p.Value)/100)), maxCount))
 		}
 		if r.SelectPolicy == SelectMin {
 			result = min(result, proposed)
