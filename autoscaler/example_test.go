@@ -8,7 +8,7 @@ import (
 )
 
 // Decide sizes two variants of one model from the arrival rate. At a 1 s TTFT
-// p90 objective an H100 replica carries 9.5 req/s and an L40S 1.9 req/s, so
+// p90 objective an H100 replica carries 9.6 req/s and an L40S 1.8 req/s, so
 // the H100 is cheaper per request; the cheapest mix for 20 req/s is two H100
 // (19 req/s, cost 8) topped up by one L40S (cost 1), not three H100 (cost 12).
 func ExampleDecide() {
