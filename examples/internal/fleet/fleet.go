@@ -155,8 +155,11 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	var eps []Endpoint
 	if len(cfg.Endpoints) == 0 {
 		n := cfg.Embedded
-		if n == 0 {
+		switch {
+		case n == 0:
 			n = 4
+		case n < 0:
+			return nil, fmt.Errorf("fleet: embedded servers must be at least 1 (0 means 4), got %d", n)
 		}
 		simCfg := vllmsim.Fast()
 		if cfg.Model != "" {

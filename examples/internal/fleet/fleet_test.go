@@ -62,6 +62,10 @@ func TestStartRejectsBadConfig(t *testing.T) {
 	assert.ErrorContains(t, err, "model name is required")
 	_, err = fleet.Start(t.Context(), fleet.Config{Model: "m", Endpoints: []fleet.Endpoint{{URL: "ftp://a:1"}}})
 	assert.ErrorContains(t, err, "not an http://host:port URL")
+	// A negative count (from -embedded or a file's "embedded") is an error,
+	// not a makeslice panic.
+	_, err = fleet.Start(t.Context(), fleet.Config{Embedded: -1})
+	assert.ErrorContains(t, err, "embedded")
 }
 
 // TestRealEndpointsRemoteTokenizer fronts "real" servers (plain HTTP
