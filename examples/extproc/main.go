@@ -63,7 +63,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fl, err := fleet.Start(ctx, cfg)
+	// The fleet (embedded servers included) and its routing state outlive
+	// ctx: after the signal, shutdown keeps serving for the grace period and
+	// drains the streams in flight, which still need them.
+	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBG()
+	fl, err := fleet.Start(bg, cfg)
 	if err != nil {
 		return err
 	}
@@ -72,8 +77,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBG()
 	go func() {
 		if err := fl.Run(bg); err != nil {
 			log.Printf("extproc: fleet: %v", err)

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,4 +68,42 @@ func TestRunBadFlags(t *testing.T) {
 	var out bytes.Buffer
 	assert.Error(t, run(context.Background(), []string{"-nope"}, &out))
 	assert.Error(t, run(context.Background(), []string{"-endpoints", "http://127.0.0.1:1"}, &out))
+	assert.ErrorContains(t, run(context.Background(), []string{"-embedded", "-2"}, &out), "embedded")
+}
+
+// TestShutdownKeepsEmbeddedFleetForTheDrain checks that SIGINT (ctx's end)
+// does not kill the embedded model servers under the requests in flight:
+// shutdown keeps serving for -shutdown-grace and drains, so a stream that
+// started before the signal still ends with [DONE].
+func TestShutdownKeepsEmbeddedFleetForTheDrain(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-metrics-addr", "", "-embedded", "1", "-shutdown-grace", "2s"}, out)
+	}()
+	re := regexp.MustCompile(`endpoint sim-0 at (127\.0\.0\.1:\d+)`)
+	var m []string
+	require.Eventually(t, func() bool { m = re.FindStringSubmatch(out.String()); return m != nil }, 30*time.Second, 10*time.Millisecond, out.String())
+
+	// About 0.3 s of decoding on the Fast engine (1 ms steps).
+	resp, err := http.Post("http://"+m[1]+"/v1/completions", "application/json",
+		strings.NewReader(`{"model":"sim-model","prompt":"hello","max_tokens":300,"ignore_eos":true,"stream":true}`))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	first := make([]byte, 1)
+	_, err = io.ReadFull(resp.Body, first) // the stream has started
+	require.NoError(t, err)
+	cancel() // SIGINT
+	rest, _ := io.ReadAll(resp.Body)
+	assert.True(t, strings.HasSuffix(string(rest), "data: [DONE]\n\n"), "stream cut at shutdown: ...%s", rest[max(len(rest)-200, 0):])
+
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return")
+	}
 }
