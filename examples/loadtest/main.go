@@ -75,6 +75,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := o.validate(); err != nil {
+		return err
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -94,6 +97,35 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	o.rate = res[0].rate
 	report(out, o, res)
 	fmt.Fprintf(out, "load average before / after: %s / %s (other processes share these cores)\n", before, loadavg())
+	return nil
+}
+
+// maxOpenLoop bounds the requests of one open-loop phase (-rate ×
+// -latency-duration): their latencies are preallocated.
+const maxOpenLoop = 10_000_000
+
+// validate rejects flag values the measurement cannot run with.
+func (o options) validate() error {
+	switch {
+	case o.backends < 1:
+		return fmt.Errorf("loadtest: -backends must be at least 1, got %d", o.backends)
+	case o.concurrency < 1:
+		return fmt.Errorf("loadtest: -concurrency must be at least 1, got %d", o.concurrency)
+	case o.requests < 1:
+		return fmt.Errorf("loadtest: -requests must be at least 1, got %d", o.requests)
+	case o.rounds < 1:
+		return fmt.Errorf("loadtest: -rounds must be at least 1, got %d", o.rounds)
+	case o.promptBytes < 0:
+		return fmt.Errorf("loadtest: -prompt-bytes must be >= 0, got %d", o.promptBytes)
+	case o.rate < 0:
+		return fmt.Errorf("loadtest: -rate must be >= 0 (0: automatic), got %d", o.rate)
+	case o.duration <= 0:
+		return fmt.Errorf("loadtest: -duration must be > 0, got %v", o.duration)
+	case o.latencyDur <= 0:
+		return fmt.Errorf("loadtest: -latency-duration must be > 0, got %v", o.latencyDur)
+	case float64(o.rate)*o.latencyDur.Seconds() > maxOpenLoop:
+		return fmt.Errorf("loadtest: -rate × -latency-duration is over %d requests", maxOpenLoop)
+	}
 	return nil
 }
 

@@ -28,3 +28,32 @@ func TestSmoke(t *testing.T) {
 	}
 	assert.Positive(t, res[2].overheadP50, "the gateway's routing overhead was recorded")
 }
+
+// TestRunBadFlags checks that unusable flag values are errors, not panics
+// (index out of range, division by zero, slice bounds) or a report of NaNs.
+func TestRunBadFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "unknown flag", args: []string{"-nope"}, want: "not defined"},
+		{name: "no rounds", args: []string{"-rounds", "0"}, want: "-rounds"},
+		{name: "no backends", args: []string{"-backends", "0"}, want: "-backends"},
+		{name: "no workers", args: []string{"-concurrency", "0"}, want: "-concurrency"},
+		{name: "no requests", args: []string{"-requests", "0"}, want: "-requests"},
+		{name: "negative prompt", args: []string{"-prompt-bytes", "-1"}, want: "-prompt-bytes"},
+		{name: "negative rate", args: []string{"-rate", "-5"}, want: "-rate"},
+		{name: "no closed loop", args: []string{"-duration", "0s"}, want: "-duration"},
+		{name: "no open loop", args: []string{"-latency-duration", "0s"}, want: "-latency-duration"},
+		{name: "open loop too long", args: []string{"-rate", "1000000000", "-latency-duration", "1h"}, want: "-latency-duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(t.Context(), tt.args, &out)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
