@@ -176,25 +176,47 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
-// readBody reads the request body, at most MaxBody bytes, in one allocation
-// when the length is known.
+// maxPrealloc bounds what readBody allocates on the strength of a
+// Content-Length header alone; beyond it the buffer grows as bytes arrive.
+const maxPrealloc = 1 << 20
+
+// errBodyTooLarge is readBody's error for a Content-Length over MaxBody.
+var errBodyTooLarge = &http.MaxBytesError{Limit: MaxBody}
+
+// readBody reads the request body, at most MaxBody bytes. With a known
+// length it reads into one buffer of that size, preallocated up to
+// maxPrealloc (so a header cannot make the gateway allocate 64 MiB before the
+// bytes arrive) and grown to the announced size as they do.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	n := r.ContentLength
+	if n > MaxBody {
+		return nil, errBodyTooLarge
+	}
 	rd := http.MaxBytesReader(w, r.Body, MaxBody)
-	if n := r.ContentLength; n > 0 && n <= MaxBody {
-		buf := make([]byte, n+1) // +1 to see a body longer than announced
-		k, err := io.ReadFull(rd, buf)
-		switch {
-		case err == nil:
+	if n <= 0 {
+		return io.ReadAll(rd)
+	}
+	buf := make([]byte, 0, min(n, maxPrealloc)+1) // +1 to see a body longer than announced
+	for {
+		if len(buf) == cap(buf) { // then len(buf) <= n: grow towards n+1
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), n+1-int64(len(buf)))))
+		}
+		k, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if int64(len(buf)) > n {
 			return nil, errors.New("body longer than its Content-Length")
-		case errors.Is(err, io.ErrUnexpectedEOF) && int64(k) == n:
-			return buf[:k], nil
-		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-			return nil, fmt.Errorf("body shorter than its Content-Length (%d of %d bytes)", k, n)
-		default:
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
-	return io.ReadAll(rd)
+	if int64(len(buf)) < n {
+		return nil, fmt.Errorf("body shorter than its Content-Length (%d of %d bytes)", len(buf), n)
+	}
+	return buf, nil
 }
 
 func rewrite(pr *httputil.ProxyRequest) {
