@@ -3,6 +3,7 @@ package autoscalersim
 import (
 	"container/heap"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -40,6 +41,17 @@ type Engine struct {
 func DefaultEngine() Engine {
 	return Engine{MaxSeqs: 64, MaxBatchedTokens: 1024, KVTokens: 40000,
 		StepBase: 8 * time.Millisecond, StepPerSeq: 250 * time.Microsecond, StepPerToken: 40 * time.Microsecond}
+}
+
+// validate reports why e cannot run, if it cannot.
+func (e Engine) validate() error {
+	if e.MaxSeqs < 1 || e.MaxBatchedTokens < 1 || e.KVTokens < 1 {
+		return fmt.Errorf("autoscalersim: engine max seqs %d, max batched tokens %d, KV tokens %d: want each ≥ 1", e.MaxSeqs, e.MaxBatchedTokens, e.KVTokens)
+	}
+	if e.StepBase < 0 || e.StepPerSeq < 0 || e.StepPerToken < 0 {
+		return errors.New("autoscalersim: negative engine step time")
+	}
+	return nil
 }
 
 // Workload draws request sizes: prompt and output lengths uniform in
@@ -152,6 +164,15 @@ func (f *QueueFleet) Run(sc Scenario, ctl Controller) (*Outcome, error) {
 	wl := f.Workload
 	if wl.PromptMax == 0 {
 		wl = DefaultWorkload()
+	}
+	if err := sc.validate(); err != nil {
+		return nil, err
+	}
+	if err := wl.validate(); err != nil {
+		return nil, err
+	}
+	if err := eng.validate(); err != nil {
+		return nil, err
 	}
 	s := &qsim{f: f, sc: sc, eng: eng, out: &Outcome{}}
 	rng := rand.New(rand.NewPCG(sc.Seed+1, sc.Seed+2))

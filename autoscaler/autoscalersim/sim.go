@@ -98,13 +98,14 @@ func (sc Scenario) RateAt(t time.Duration) float64 {
 }
 
 // Arrivals returns the scenario's arrival times, a non-homogeneous Poisson
-// process sampled by thinning with the scenario seed.
+// process sampled by thinning with the scenario seed. A trace with a NaN or
+// infinite rate has no arrivals (the fleets' Run rejects it).
 func (sc Scenario) Arrivals() []time.Duration {
 	maxRate := 0.0
 	for _, p := range sc.Rate {
-		maxRate = math.Max(maxRate, p.Rate)
+		maxRate = math.Max(maxRate, p.Rate) // NaN if any rate is NaN
 	}
-	if maxRate <= 0 {
+	if !(maxRate > 0) || math.IsInf(maxRate, 1) {
 		return nil
 	}
 	rng := rand.New(rand.NewPCG(sc.Seed, sc.Seed^0x9e3779b97f4a7c15))
@@ -121,6 +122,47 @@ func (sc Scenario) Arrivals() []time.Duration {
 			out = append(out, at)
 		}
 	}
+}
+
+// Bounds on what a fleet's Run simulates, so that no input sizes an
+// allocation beyond them: expected arrivals (peak rate × duration), initial
+// replicas, and prompt and output lengths in tokens.
+const (
+	maxArrivals = 10_000_000
+	maxReplicas = 10_000
+	maxTokens   = 1 << 20
+)
+
+// validate reports why sc cannot be simulated, if it cannot.
+func (sc Scenario) validate() error {
+	if sc.Startup < 0 {
+		return fmt.Errorf("autoscalersim: negative start-up delay %v", sc.Startup)
+	}
+	if sc.InitialReplicas < 0 || sc.InitialReplicas > maxReplicas {
+		return fmt.Errorf("autoscalersim: %d initial replicas, want 0 to %d", sc.InitialReplicas, maxReplicas)
+	}
+	peak := 0.0
+	for i, p := range sc.Rate {
+		if !(p.Rate >= 0) || math.IsInf(p.Rate, 1) {
+			return fmt.Errorf("autoscalersim: rate %v at point %d, want a finite value ≥ 0", p.Rate, i)
+		}
+		peak = max(peak, p.Rate)
+	}
+	if n := peak * sc.Duration.Seconds(); n > maxArrivals {
+		return fmt.Errorf("autoscalersim: up to %.3g arrivals (%v req/s over %v), more than %d", n, peak, sc.Duration, maxArrivals)
+	}
+	return nil
+}
+
+// validate reports why wl cannot draw request sizes, if it cannot.
+func (wl Workload) validate() error {
+	if wl.PromptMin < 1 || wl.PromptMin > wl.PromptMax || wl.PromptMax > maxTokens {
+		return fmt.Errorf("autoscalersim: prompt lengths [%d, %d], want 1 ≤ min ≤ max ≤ %d", wl.PromptMin, wl.PromptMax, maxTokens)
+	}
+	if wl.OutputMin < 1 || wl.OutputMin > wl.OutputMax || wl.OutputMax > maxTokens {
+		return fmt.Errorf("autoscalersim: output lengths [%d, %d], want 1 ≤ min ≤ max ≤ %d", wl.OutputMin, wl.OutputMax, maxTokens)
+	}
+	return nil
 }
 
 // Outcome is what a fleet records during a run.

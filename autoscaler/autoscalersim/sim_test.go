@@ -3,6 +3,7 @@ package autoscalersim
 import (
 	"flag"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -213,4 +214,63 @@ func TestReport(t *testing.T) {
 		}
 		fmt.Println(Table(rs))
 	}
+}
+
+// TestRunRejectsBadInput: a scenario or workload the fleets cannot simulate
+// is an error from Run, never a panic (rand.IntN of a negative span), a hang
+// (a NaN or infinite rate stalls the arrival sampler) or an allocation sized
+// by the input.
+func TestRunRejectsBadInput(t *testing.T) {
+	ok := Scenario{Name: "ok", Rate: []Point{{Rate: 1}}, Duration: time.Minute, InitialReplicas: 1}
+	okWL := Workload{PromptMin: 10, PromptMax: 20, OutputMin: 1, OutputMax: 2}
+	with := func(f func(*Scenario)) Scenario { sc := ok; f(&sc); return sc }
+	tests := []struct {
+		name string
+		sc   Scenario
+		wl   Workload
+		msg  string
+	}{
+		{"prompt bounds reversed", ok, Workload{PromptMin: 500, PromptMax: 100, OutputMin: 1, OutputMax: 2}, "prompt"},
+		{"output bounds reversed", ok, Workload{PromptMin: 1, PromptMax: 10, OutputMin: 9, OutputMax: 1}, "output"},
+		{"empty prompt", ok, Workload{PromptMin: 0, PromptMax: 10, OutputMin: 1, OutputMax: 1}, "prompt"},
+		{"prompt too long", ok, Workload{PromptMin: 1, PromptMax: 1 << 40, OutputMin: 1, OutputMax: 1}, "prompt"},
+		{"NaN rate", with(func(sc *Scenario) { sc.Rate = []Point{{Rate: math.NaN()}} }), okWL, "rate"},
+		{"infinite rate", with(func(sc *Scenario) { sc.Rate = []Point{{Rate: 1}, {At: time.Second, Rate: math.Inf(1)}} }), okWL, "rate"},
+		{"negative rate", with(func(sc *Scenario) { sc.Rate = []Point{{Rate: -1}} }), okWL, "rate"},
+		{"too many arrivals", with(func(sc *Scenario) { sc.Rate = []Point{{Rate: 1e9}} }), okWL, "arrivals"},
+		{"too many replicas", with(func(sc *Scenario) { sc.InitialReplicas = 1 << 40 }), okWL, "replica"},
+		{"negative replicas", with(func(sc *Scenario) { sc.InitialReplicas = -1 }), okWL, "replica"},
+		{"no duration", with(func(sc *Scenario) { sc.Duration = 0 }), okWL, "duration"},
+	}
+	fleets := []struct {
+		name string
+		make func(Workload) Fleet
+	}{
+		{"QueueFleet", func(wl Workload) Fleet { return &QueueFleet{Workload: wl} }},
+		{"VLLMFleet", func(wl Workload) Fleet { return &VLLMFleet{Workload: wl} }},
+	}
+	for _, fl := range fleets {
+		for _, tt := range tests {
+			t.Run(fl.name+"/"+tt.name, func(t *testing.T) {
+				out, err := fl.make(tt.wl).Run(tt.sc, Hold(time.Second))
+				require.Error(t, err)
+				assert.Nil(t, out)
+				assert.Contains(t, err.Error(), tt.msg)
+			})
+		}
+		t.Run(fl.name+"/valid input runs", func(t *testing.T) {
+			out, err := fl.make(okWL).Run(ok, Hold(time.Second))
+			require.NoError(t, err)
+			assert.NotEmpty(t, out.Ticks)
+		})
+	}
+	t.Run("QueueFleet engine without KV cache", func(t *testing.T) {
+		_, err := (&QueueFleet{Engine: Engine{MaxSeqs: 8, MaxBatchedTokens: 512}}).Run(ok, Hold(time.Second))
+		assert.ErrorContains(t, err, "KV tokens 0")
+	})
+	t.Run("Arrivals of a non-finite rate is empty", func(t *testing.T) {
+		for _, r := range []float64{math.NaN(), math.Inf(1)} {
+			assert.Empty(t, with(func(sc *Scenario) { sc.Rate = []Point{{Rate: r}} }).Arrivals())
+		}
+	})
 }

@@ -88,6 +88,12 @@ func (f *VLLMFleet) Run(sc Scenario, ctl Controller) (*Outcome, error) {
 	if wl.PromptMax == 0 {
 		wl = DefaultWorkload()
 	}
+	if err := sc.validate(); err != nil {
+		return nil, err
+	}
+	if err := wl.validate(); err != nil {
+		return nil, err
+	}
 	arrivals := sc.Arrivals()
 	out := &Outcome{Requests: make([]RequestRecord, len(arrivals))}
 	for i, at := range arrivals {
