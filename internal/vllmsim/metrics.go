@@ -72,28 +72,50 @@ func newServerMetrics(maxLen int, created float64) *serverMetrics {
 // floats formatted by floatToGoString.
 //
 // With keep set, it answers prometheus_client's name[] query (its restricted
-// registry): only samples named in keep, and a family's HELP and TYPE lines
-// only if the family keeps a sample.
+// registry): only samples named in keep, and a metric's HELP and TYPE lines
+// only if the metric keeps a sample. A counter's or histogram's _created
+// gauge belongs to its metric: when only _created is kept, the metric's own
+// HELP and TYPE lines are still written, before the gauge's.
 type metricsWriter struct {
 	b       bytes.Buffer
 	labels  string // engine="0",model_name="..."
 	created float64
 
 	keep     map[string]bool // nil: every sample
-	famStart int             // where the current family's HELP line starts
-	famKept  bool            // the current family has a sample
+	famStart int             // where the current metric's HELP line starts
+	famKept  bool            // the current metric has a sample (not counting _created)
+	inSub    bool            // writing the current metric's _created gauge
+	subStart int             // where that gauge's HELP line starts
+	subKept  bool            // that gauge has a sample
 }
 
-// end drops the last family if it kept no sample; call it when done.
+// end drops what the last metric kept no sample of; call it when done.
 func (w *metricsWriter) end() {
-	if w.keep != nil && !w.famKept {
+	if w.keep == nil {
+		return
+	}
+	switch {
+	case !w.famKept && !w.subKept:
 		w.b.Truncate(w.famStart)
+	case w.inSub && !w.subKept:
+		w.b.Truncate(w.subStart)
 	}
 }
 
 func (w *metricsWriter) header(name, help, typ string) {
 	w.end()
 	w.famStart, w.famKept = w.b.Len(), false
+	w.inSub, w.subKept = false, false
+	w.writeHeader(name, help, typ)
+}
+
+// createdHeader starts the current metric's _created gauge.
+func (w *metricsWriter) createdHeader(name, help string) {
+	w.inSub, w.subStart, w.subKept = true, w.b.Len(), false
+	w.writeHeader(name, help, "gauge")
+}
+
+func (w *metricsWriter) writeHeader(name, help, typ string) {
 	w.b.WriteString("# HELP ")
 	w.b.WriteString(name)
 	w.b.WriteByte(' ')
@@ -109,7 +131,11 @@ func (w *metricsWriter) sample(name, labels string, v float64) {
 	if w.keep != nil && !w.keep[name] {
 		return
 	}
-	w.famKept = true
+	if w.inSub {
+		w.subKept = true
+	} else {
+		w.famKept = true
+	}
 	w.b.WriteString(name)
 	w.b.WriteByte('{')
 	w.b.WriteString(labels)
@@ -126,7 +152,7 @@ func (w *metricsWriter) gauge(name, help string, v float64) {
 func (w *metricsWriter) counter(base, help string, v float64) {
 	w.header(base+"_total", help, "counter")
 	w.sample(base+"_total", w.labels, v)
-	w.header(base+"_created", help, "gauge")
+	w.createdHeader(base+"_created", help)
 	w.sample(base+"_created", w.labels, w.createdVal())
 }
 
@@ -166,7 +192,7 @@ func (w *metricsWriter) histogram(name, help string, h *histogram) {
 	w.sample(name+"_bucket", withLabel(w.labels, "le", "+Inf"), cum)
 	w.sample(name+"_count", w.labels, h.n)
 	w.sample(name+"_sum", w.labels, h.sum)
-	w.header(name+"_created", help, "gauge")
+	w.createdHeader(name+"_created", help)
 	w.sample(name+"_created", w.labels, w.createdVal())
 }
 

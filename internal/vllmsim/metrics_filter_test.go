@@ -51,6 +51,27 @@ func TestMetricsNameFilter(t *testing.T) {
 	assert.NotContains(t, got, "_created")
 	assert.Empty(t, get("vllm:nope"))
 
+	// A family's _created gauge is part of its metric: asking for it alone
+	// still brings the family's own HELP and TYPE lines, as
+	// prometheus_client's text exposition writes them.
+	got = get("vllm:prompt_tokens_created", "vllm:e2e_request_latency_seconds_created")
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	require.Len(t, lines, 10, got)
+	assert.Equal(t, []string{
+		"# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+		"# TYPE vllm:prompt_tokens_total counter",
+		"# HELP vllm:prompt_tokens_created Number of prefill tokens processed.",
+		"# TYPE vllm:prompt_tokens_created gauge",
+	}, lines[:4])
+	assert.True(t, strings.HasPrefix(lines[4], `vllm:prompt_tokens_created{engine="0",model_name="`+model+`"} `), lines[4])
+	assert.Equal(t, []string{
+		"# HELP vllm:e2e_request_latency_seconds Histogram of e2e request latency in seconds.",
+		"# TYPE vllm:e2e_request_latency_seconds histogram",
+		"# HELP vllm:e2e_request_latency_seconds_created Histogram of e2e request latency in seconds.",
+		"# TYPE vllm:e2e_request_latency_seconds_created gauge",
+	}, lines[5:9])
+	assert.True(t, strings.HasPrefix(lines[9], "vllm:e2e_request_latency_seconds_created{"), lines[9])
+
 	filtered := get(pool.SeriesNames()...)
 	assert.Less(t, 10*len(filtered), len(full), "the routing series are a small part of the page")
 	want, err := pool.ParseMetrics([]byte(full))

@@ -1044,7 +1044,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, r := range reasons {
 		mw.sample("vllm:request_success_total", withLabel(mw.labels, "finished_reason", r.name), float64(r.v))
 	}
-	mw.header("vllm:request_success_created", successHelp, "gauge")
+	mw.createdHeader("vllm:request_success_created", successHelp)
 	for _, r := range reasons {
 		mw.sample("vllm:request_success_created", withLabel(mw.labels, "finished_reason", r.name), m.created)
 	}
