@@ -253,7 +253,7 @@ func (f *FlowControl) Acquire(ctx context.Context, req *Request) (Permit, error)
 	case f.closed:
 		f.mu.Unlock()
 		return Permit{}, reject(ReasonShuttingDown, http.StatusServiceUnavailable, nil)
-	case f.queued+1 > f.cfg.MaxRequests, f.bytes+w.size > f.cfg.MaxBytes:
+	case f.queued+1 > f.cfg.MaxRequests, w.size > f.cfg.MaxBytes-f.bytes: // not f.bytes+w.size: it can overflow
 		f.mu.Unlock()
 		return Permit{}, reject(ReasonQueueFull, http.StatusTooManyRequests,
 			fmt.Errorf("%d requests and %d bytes waiting", f.queued, f.bytes))

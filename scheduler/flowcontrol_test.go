@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -159,6 +160,27 @@ func TestFlowControlRejections(t *testing.T) {
 		assert.Equal(t, ReasonQueueFull, DropReason(err), "count")
 		cancel2()
 		synctest.Wait()
+	})
+}
+
+// TestFlowControlByteBoundDoesNotOverflow: a Size near math.MaxInt64 must
+// hit the byte bound, not wrap the queued total negative and get in (after
+// which the bound no longer held for anyone).
+func TestFlowControlByteBoundDoesNotOverflow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &testGate{}
+		g.saturated.Store(true)
+		f, err := NewFlowControl(g, FlowConfig{MaxBytes: 100})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		out := enqueueAll(t, f, ctx, []*Request{{ID: "a", Size: 60}})
+		_, err = f.Acquire(context.Background(), &Request{ID: "huge", Size: math.MaxInt64})
+		assert.Equal(t, ReasonQueueFull, DropReason(err))
+		n, b := f.Len()
+		assert.Equal(t, 1, n)
+		assert.Equal(t, int64(60), b)
+		cancel()
+		assert.Equal(t, ReasonCancelled, DropReason((<-out).err))
 	})
 }
 
