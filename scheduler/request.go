@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"math"
 	"net/http"
 	"time"
 )
@@ -82,26 +83,33 @@ func (r *Request) blockSize() int {
 }
 
 // PromptLen returns the prompt length in tokens: PromptTokens if set, else
-// len(Tokens), else len(BlockKeys)·BlockSize.
+// len(Tokens), else len(BlockKeys)·BlockSize (saturating at math.MaxInt
+// rather than wrapping negative for an absurd BlockSize).
 func (r *Request) PromptLen() int {
 	switch {
 	case r.PromptTokens > 0:
 		return r.PromptTokens
 	case len(r.Tokens) > 0:
 		return len(r.Tokens)
-	default:
-		return len(r.BlockKeys) * r.blockSize()
 	}
+	n, bs := len(r.BlockKeys), r.blockSize()
+	if n > math.MaxInt/bs {
+		return math.MaxInt
+	}
+	return n * bs
 }
 
 // CachedTokens converts a number of matched prefix blocks into tokens, capped at
-// the prompt length.
+// the prompt length; a count ≤ 0 is 0 tokens.
 func (r *Request) CachedTokens(blocks int) int {
-	c := blocks * r.blockSize()
-	if n := r.PromptLen(); c > n {
+	if blocks <= 0 {
+		return 0
+	}
+	n, bs := r.PromptLen(), r.blockSize()
+	if blocks > n/bs { // blocks·bs > n, without computing the product
 		return n
 	}
-	return c
+	return blocks * bs
 }
 
 // UncachedTokens returns the prompt tokens left to prefill on an endpoint that

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -21,6 +22,9 @@ func TestRequestLengths(t *testing.T) {
 		{"block keys with block size", Request{BlockKeys: keys(4), BlockSize: 64}, 3, 256, 192, 64},
 		{"cached capped at prompt", Request{PromptTokens: 20, BlockKeys: keys(2)}, 2, 20, 20, 0},
 		{"empty", Request{}, 0, 0, 0, 0},
+		{"block size overflow saturates", Request{BlockKeys: keys(3), BlockSize: 1 << 62}, 1, math.MaxInt, 1 << 62, math.MaxInt - 1<<62},
+		{"cached blocks overflow capped at prompt", Request{PromptTokens: 100, BlockSize: 1 << 62}, 4, 100, 100, 0},
+		{"negative blocks cache nothing", Request{PromptTokens: 100}, -2, 100, 0, 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
