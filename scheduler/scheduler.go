@@ -447,7 +447,7 @@ func (s *Scheduler) run(ctx context.Context, p *profile, req *Request, d *Decisi
 		return fmt.Errorf("%w (it returned %d of %d)", ErrNoPick, got, k)
 	}
 	r.picks = r.picks[:got]
-	r.Fallbacks = r.Fallbacks[:0]
+	// Validate every pick before using any: a failed Result names no endpoint.
 	for i, pi := range r.picks {
 		if pi < 0 || pi >= n {
 			return fmt.Errorf("%w (index %d of %d candidates)", ErrNoPick, pi, n)
@@ -457,11 +457,11 @@ func (s *Scheduler) run(ctx context.Context, p *profile, req *Request, d *Decisi
 				return fmt.Errorf("%w (candidate %d chosen twice)", ErrNoPick, pi)
 			}
 		}
-		if i == 0 {
-			r.Endpoint = cands[pi].Endpoint
-			r.Prefix = cands[pi].Prefix
-			continue
-		}
+	}
+	r.Endpoint = cands[r.picks[0]].Endpoint
+	r.Prefix = cands[r.picks[0]].Prefix
+	r.Fallbacks = r.Fallbacks[:0]
+	for _, pi := range r.picks[1:] {
 		r.Fallbacks = append(r.Fallbacks, cands[pi].Endpoint)
 	}
 	r.UncachedTokens = req.UncachedTokens(r.Prefix.Blocks)

@@ -310,6 +310,23 @@ func TestDisaggregated(t *testing.T) {
 		assert.Contains(t, sb.String(), "profile decode")
 		assert.Contains(t, sb.String(), "profile prefill failed")
 	})
+	t.Run("failed prefill pick names no endpoint", func(t *testing.T) {
+		dup := PickerFunc(func(_ context.Context, _ *Request, _ []Candidate, _ []float64, out []int) int {
+			out[0], out[1] = 0, 0
+			return 2
+		})
+		bad := prefill
+		bad.Picker = dup
+		s, err := NewMulti(Disaggregated{Decode: 0, Prefill: 1, MinUncachedTokens: 64}, []Profile{decode, bad}, WithPrefixIndex(idx))
+		require.NoError(t, err)
+		d, err := s.Schedule(context.Background(), &Request{BlockKeys: keys(20)}, eps)
+		require.NoError(t, err)
+		r := d.Result("prefill")
+		require.NotNil(t, r)
+		require.ErrorIs(t, r.Err, ErrNoPick)
+		assert.Nil(t, r.Endpoint, "Endpoint is nil if Err is set")
+		assert.Empty(t, r.Fallbacks)
+	})
 	t.Run("failed decode fails", func(t *testing.T) {
 		only, _ := fleet(t, ep{id: "p1", role: pool.RolePrefill})
 		_, err := s.Schedule(context.Background(), &Request{BlockKeys: keys(20)}, only)
