@@ -306,6 +306,11 @@ func indexByte(b []byte, c byte) int {
 	return -1
 }
 
+// maxDepth is how deeply skip lets arrays and objects nest. HF's reader (serde_json) stops at
+// 128 levels; without a bound, each level of a nested Sequence would be decoded again by the
+// level above it, so a 72 KB file of 2,000 nested normalizers took 1.9 s and 187 MB to load.
+const maxDepth = 128
+
 // skip moves past one JSON value, checking brackets and strings but not every detail (the
 // values this package uses are decoded again by a real decoder).
 //
@@ -321,7 +326,9 @@ func (r *jreader) skip() error {
 				return err
 			}
 		case '{', '[':
-			depth++
+			if depth++; depth > maxDepth {
+				return fmt.Errorf("%w: nested deeper than %d levels at offset %d", errJSON, maxDepth, r.i)
+			}
 			r.i++
 			continue
 		case '}', ']':
