@@ -444,11 +444,12 @@ func (r *reader) strHash(s []byte) (Hash, error) {
 		var v uint64
 		ok := true
 		for _, c := range s {
-			if c < '0' || c > '9' || v > (math.MaxUint64-9)/10 {
+			d := uint64(c - '0')
+			if c < '0' || c > '9' || v > (math.MaxUint64-d)/10 {
 				ok = false
 				break
 			}
-			v = v*10 + uint64(c-'0')
+			v = v*10 + d
 		}
 		if ok {
 			return HashUint64(v), nil
@@ -709,7 +710,7 @@ func (r *reader) strSlow() ([]byte, error) {
 		if len(r.b)-r.i < 5 {
 			return nil, r.eof()
 		}
-		n, hdr = int(be32(r.b[r.i+1:])), 5
+		n, hdr = len32(r.b[r.i+1:]), 5
 	default:
 		return nil, r.errf("want a string, got type byte 0x%02x", c)
 	}
@@ -741,7 +742,7 @@ func (r *reader) bin() ([]byte, error) {
 		if len(r.b)-r.i < 5 {
 			return nil, r.eof()
 		}
-		n, hdr = int(be32(r.b[r.i+1:])), 5
+		n, hdr = len32(r.b[r.i+1:]), 5
 	default:
 		return nil, r.errf("want bin, got type byte 0x%02x", c)
 	}
@@ -775,16 +776,12 @@ func (r *reader) container() (n int, isMap bool, err error) {
 		if len(r.b)-r.i < 5 {
 			return 0, false, r.eof()
 		}
-		n, isMap, hdr = int(be32(r.b[r.i+1:])), c == 0xdf, 5
+		n, isMap, hdr = len32(r.b[r.i+1:]), c == 0xdf, 5
 	default:
 		return 0, false, r.errf("want an array or map, got type byte 0x%02x", c)
 	}
 	r.i += hdr
-	need := n
-	if isMap {
-		need = 2 * n
-	}
-	if need > len(r.b)-r.i {
+	if rem := len(r.b) - r.i; n > rem || (isMap && n > rem/2) {
 		return 0, false, r.errf("container of %d elements exceeds the payload", n)
 	}
 	return n, isMap, nil
@@ -855,7 +852,7 @@ func (r *reader) skipN(pending int) error {
 			if len(r.b)-r.i < 5 {
 				return r.eof()
 			}
-			size = 4 + int(be32(r.b[r.i+1:]))
+			size = 4 + len32(r.b[r.i+1:])
 		case c == 0xc7:
 			if len(r.b)-r.i < 2 {
 				return r.eof()
@@ -870,7 +867,7 @@ func (r *reader) skipN(pending int) error {
 			if len(r.b)-r.i < 5 {
 				return r.eof()
 			}
-			size = 5 + int(be32(r.b[r.i+1:]))
+			size = 5 + len32(r.b[r.i+1:])
 		default: // 0xc1, never used
 			return r.errf("invalid type byte 0x%02x", c)
 		}
@@ -881,6 +878,11 @@ func (r *reader) skipN(pending int) error {
 	}
 	return nil
 }
+
+// len32 reads a 32-bit length prefix. It saturates below math.MaxInt32, so
+// that neither the int conversion nor adding a header size can overflow on
+// 32-bit platforms (where no payload that long exists).
+func len32(b []byte) int { return int(min(be32(b), math.MaxInt32-16)) }
 
 func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
 func be32(b []byte) uint32 {

@@ -61,6 +61,14 @@ func TestDecodeForms(t *testing.T) {
 			}}}},
 		},
 		{
+			name: "decimal string hashes up to the largest uint64",
+			give: "92 " + ts + " 91 92 ac 426c6f636b52656d6f766564 92 b4 3138343436373434303733373039353531363135" +
+				" b4 3138343436373434303733373039353531363130",
+			want: kvevents.Batch{TS: 1767225600.5, Events: []kvevents.Event{{Type: kvevents.BlockRemoved, BlockHashes: []kvevents.Hash{
+				hash(18446744073709551615), hash(18446744073709551610),
+			}}}},
+		},
+		{
 			name: "map event: type key last, unknown keys, newest fields",
 			give: "92 " + ts + " 91 86 a6 6d656469756d a3 435055 a8 6c6f63616c697479 a6 52454d4f5445 a3 6e6577 92 01 02" +
 				" a9 6f776e657273686970 a2 7431 ac 626c6f636b5f686173686573 91 07 a4 74797065 ac 426c6f636b52656d6f766564",
@@ -105,6 +113,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"hostile array32", "92 " + ts + " dd ffffffff"},
 		{"hostile map32", "df ffffffff"},
 		{"hostile str32 tag", "92 " + ts + " 91 91 db ffffffff"},
+		// 32-bit lengths above math.MaxInt32 (negative as a 32-bit int).
+		{"hostile bin32 in a skipped field", "92 " + ts + " 91 92 b0 416c6c426c6f636b73436c6561726564 c6 ffffffff 00"},
+		{"hostile ext32 in a skipped field", "92 " + ts + " 91 92 b0 416c6c426c6f636b73436c6561726564 c9 80000000 01 00"},
+		{"hostile str32 hash", "92 " + ts + " 91 92 ac 426c6f636b52656d6f766564 91 db 80000000 00"},
+		{"hostile bin32 hash", "92 " + ts + " 91 92 ac 426c6f636b52656d6f766564 91 c6 80000000 00"},
+		{"map16 with more pairs than bytes", "92 " + ts + " 91 de 0003 01 02 03"},
 		{"hostile token array", "92 " + ts + " 91 93 ab 426c6f636b53746f726564 90 dd 7fffffff"},
 		{"token out of range", "92 " + ts + " 91 94 ab 426c6f636b53746f726564 90 c0 91 cf 0000000100000000"},
 		{"negative token", "92 " + ts + " 91 94 ab 426c6f636b53746f726564 90 c0 91 ff"},
