@@ -440,7 +440,7 @@ func (s *Scheduler) run(ctx context.Context, p *profile, req *Request, d *Decisi
 			r.Total[i] += w * v
 		}
 	}
-	k := min(1+s.fallbacks, n)
+	k := 1 + min(s.fallbacks, n-1) // not 1+fallbacks: WithFallbacks(math.MaxInt) would wrap
 	r.picks = grow(r.picks, k)
 	got := p.picker.Pick(ctx, req, cands, r.Total, r.picks)
 	if got < 1 || got > k {

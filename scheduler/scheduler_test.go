@@ -345,6 +345,18 @@ func TestDisaggregated(t *testing.T) {
 	})
 }
 
+// TestHugeFallbackCount: WithFallbacks(math.MaxInt) means "every other
+// candidate", not an overflowed negative slice length.
+func TestHugeFallbackCount(t *testing.T) {
+	eps, _ := fleet(t, ep{id: "a", waiting: 0}, ep{id: "b", waiting: 1}, ep{id: "c", waiting: 2})
+	s, err := New(Profile{Scorers: []WeightedScorer{Weighted(1, QueueDepth())}}, WithFallbacks(math.MaxInt))
+	require.NoError(t, err)
+	d, err := s.Schedule(context.Background(), &Request{PromptTokens: 1}, eps)
+	require.NoError(t, err)
+	assert.Equal(t, "a", d.Endpoint.ID)
+	assert.Equal(t, []*pool.Endpoint{eps[1], eps[2]}, d.Fallbacks)
+}
+
 func TestScheduleIntoDoesNotAllocate(t *testing.T) {
 	specs := make([]ep, 100)
 	idx := mapIndex{}
