@@ -22,6 +22,7 @@ type Analyzer interface {
 }
 
 // AnalyzerFunc adapts a function to the Analyzer interface.
+// The function must be safe for concurrent use, as [Analyzer] requires.
 type AnalyzerFunc func(g *Group) Proposal
 
 // Analyze calls f(g).
@@ -35,6 +36,7 @@ var (
 )
 
 // Proposal is an analyzer's output for one group.
+// It is a plain value; Decide reads it once and does not retain it.
 type Proposal struct {
 	// Replicas holds the wanted count per pool, in Group.Pools order.
 	Replicas []int
@@ -45,6 +47,7 @@ type Proposal struct {
 // Group is the analyzer's view of the pools of one role, after the guards
 // have classified every replica. It is built by Decide and must not be
 // retained after Analyze returns.
+// A Group is not safe for concurrent mutation; analyzers only read it.
 type Group struct {
 	// Role is the role shared by the pools.
 	Role Role
@@ -64,6 +67,7 @@ type Group struct {
 }
 
 // PoolView is one pool with its replicas classified by the guards.
+// It is a plain value, safe to copy; analyzers only read it.
 type PoolView struct {
 	// Pool is the pool's configuration.
 	Pool Pool
@@ -825,6 +829,7 @@ func abs(x int) int {
 // It is the baseline the other analyzers are measured against. Metric nil
 // selects WaitingRequests; Target is required; Tolerance zero means none
 // (the HPA's default is HPATolerance).
+// It is a plain value, safe for concurrent use if Metric is.
 type TargetTracking struct {
 	// Metric extracts the per-replica value; nil means WaitingRequests.
 	Metric func(Metrics) float64

@@ -89,6 +89,7 @@ type Config struct {
 
 // Pool is one set of identical replicas that the controller sizes: one
 // Deployment, StatefulSet or LeaderWorkerSet.
+// It is a plain value, safe to copy and to read from several goroutines; Decide never modifies it.
 type Pool struct {
 	// Name identifies the pool in observations and decisions.
 	Name string
@@ -109,6 +110,7 @@ type Pool struct {
 }
 
 // Profile is the profiled performance of one replica of a pool.
+// It is a plain value, safe to copy and to read from several goroutines; Decide never modifies it.
 type Profile struct {
 	// MaxRate is the request rate (requests per second) one replica sustains
 	// at saturation for the model's typical request shape.
@@ -145,6 +147,7 @@ const (
 // analyzer's cost-optimal mix, so the pair is not jointly optimal: a mix of
 // more, cheaper replicas might have met both the capacity and the ratio for
 // less.
+// It is a plain value, safe to copy and to read from several goroutines; Decide never modifies it.
 type PDRatio struct {
 	// Min and Max bound prefill/decode replicas; zero means unbounded.
 	Min, Max float64
@@ -153,6 +156,7 @@ type PDRatio struct {
 // Guards configures the checks between analyzer and constraints. Every zero
 // field selects the default named in its comment; a negative duration or
 // threshold disables that guard.
+// It is a plain value, safe to copy and to read from several goroutines; Decide never modifies it.
 type Guards struct {
 	// PendingTimeout is how long a replica may stay not ready before it is
 	// treated as stuck: a stuck replica is not capacity, does not block
@@ -189,6 +193,7 @@ const (
 )
 
 // Observation is one sample of the fleet serving a model.
+// It is a plain value, safe to copy and to read from several goroutines; Decide never modifies it.
 type Observation struct {
 	// Pools holds one entry per configured pool, matched by name.
 	Pools []PoolObservation
@@ -202,6 +207,7 @@ type Observation struct {
 }
 
 // PoolObservation is the observed state of one pool.
+// It is a plain value, safe to copy and to read from several goroutines; Decide never modifies it.
 type PoolObservation struct {
 	// Name matches Pool.Name.
 	Name string
@@ -213,6 +219,7 @@ type PoolObservation struct {
 }
 
 // Replica is one model server of a pool.
+// It is a plain value, safe to copy and to read from several goroutines; Decide never modifies it.
 type Replica struct {
 	// Name identifies the replica (pod name); used only in reasons.
 	Name string
@@ -227,6 +234,7 @@ type Replica struct {
 }
 
 // Metrics is one scrape of a model server.
+// It is a plain value, safe to copy and to read from several goroutines; Decide never modifies it.
 type Metrics struct {
 	// SampledAt is the scrape time; the zero time means no sample.
 	SampledAt time.Time
@@ -249,6 +257,7 @@ type Metrics struct {
 }
 
 // Decision is the outcome of one Decide call.
+// It is a plain value, safe to read from several goroutines; Decide returns a new one each call.
 type Decision struct {
 	// At is the time passed to Decide.
 	At time.Time
@@ -261,6 +270,7 @@ type Decision struct {
 }
 
 // PoolDecision is the desired count of one pool and why.
+// It is a plain value, safe to read from several goroutines.
 type PoolDecision struct {
 	// Name is the pool's name.
 	Name string

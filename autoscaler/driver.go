@@ -11,11 +11,14 @@ import (
 // Observer samples the fleet serving one model. Implementations scrape the
 // replicas' /metrics (package pool), read pod readiness and the scale
 // subresource, and read the gateway queue from the scheduler's flow control.
+// A [Driver] calls Observe from one goroutine at a time (Step is serialised);
+// an Observer shared by several Drivers must be safe for concurrent use.
 type Observer interface {
 	Observe(ctx context.Context) (Observation, error)
 }
 
 // ObserverFunc adapts a function to the Observer interface.
+// The function is called as [Observer] describes.
 type ObserverFunc func(ctx context.Context) (Observation, error)
 
 // Observe calls f(ctx).
@@ -24,11 +27,14 @@ func (f ObserverFunc) Observe(ctx context.Context) (Observation, error) { return
 // Actuator applies a desired replica count to a pool, for example through
 // the Kubernetes scale subresource (see the examples module), by publishing a
 // gauge for an HPA or KEDA, or by logging only (advisory mode).
+// A [Driver] calls Scale from one goroutine at a time (Step is serialised);
+// an Actuator shared by several Drivers must be safe for concurrent use.
 type Actuator interface {
 	Scale(ctx context.Context, pool string, replicas int) error
 }
 
 // ActuatorFunc adapts a function to the Actuator interface.
+// The function is called as [Actuator] describes.
 type ActuatorFunc func(ctx context.Context, pool string, replicas int) error
 
 // Scale calls f(ctx, pool, replicas).
@@ -62,6 +68,7 @@ type Driver struct {
 }
 
 // Option configures a Driver.
+// Options are immutable values, safe to reuse for several Drivers.
 type Option interface{ apply(*Driver) }
 
 type optionFunc func(*Driver)

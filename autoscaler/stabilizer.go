@@ -24,6 +24,8 @@ import (
 //     (SelectMin), or forbids the direction (SelectDisabled). No policies
 //     means no rate limit.
 //  4. Clamp to [Min, Max].
+//
+// It is a plain value, read-only once in a [Config]; Decide never modifies it.
 type ScalingRules struct {
 	// StabilizationWindow is how far back recommendations are considered.
 	StabilizationWindow time.Duration
@@ -36,6 +38,7 @@ type ScalingRules struct {
 }
 
 // Policy is one rate limit: at most Value pods or percent per Period.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Policy struct {
 	// Type is the unit of Value.
 	Type PolicyType
@@ -46,6 +49,7 @@ type Policy struct {
 }
 
 // PolicyType is the unit of a Policy's Value.
+// It is a plain value, safe to copy and to read from several goroutines.
 type PolicyType uint8
 
 const (
@@ -57,6 +61,7 @@ const (
 )
 
 // SelectPolicy chooses among several policies.
+// It is a plain value, safe to copy and to read from several goroutines.
 type SelectPolicy uint8
 
 const (

@@ -24,6 +24,7 @@ import (
 // not fit, the most recently admitted request is preempted and recomputed
 // later (vLLM's recompute preemption). A request's first token comes at the
 // end of the step that finishes its prefill.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Engine struct {
 	// MaxSeqs is vLLM's max_num_seqs.
 	MaxSeqs int
@@ -56,6 +57,7 @@ func (e Engine) validate() error {
 
 // Workload draws request sizes: prompt and output lengths uniform in
 // [PromptMin, PromptMax] and [OutputMin, OutputMax].
+// It is a plain value, safe to copy and to read from several goroutines.
 type Workload struct {
 	// PromptMin and PromptMax bound prompt lengths (tokens).
 	PromptMin, PromptMax int
@@ -76,6 +78,7 @@ func DefaultWorkload() Workload {
 //
 // It exists so the autoscaler can be measured before and independently of
 // internal/vllmsim; both plug into the same Fleet interface.
+// Run only reads the QueueFleet: concurrent runs on one value are independent.
 type QueueFleet struct {
 	// Engine configures every replica; the zero value means DefaultEngine().
 	Engine Engine

@@ -16,12 +16,15 @@ import (
 // applies the desired count it returns (new replicas become ready after the
 // scenario's start-up delay; removed ones drain). Implementations own their
 // event loop; they must be deterministic for a given scenario seed.
+// Run may be called from several goroutines only if the implementation says so.
 type Fleet interface {
 	Run(sc Scenario, ctl Controller) (*Outcome, error)
 }
 
 // Controller is what the fleet calls every Interval: it returns the desired
 // replica count for the simulation's single pool.
+// A Fleet calls it from its single simulation goroutine; a Controller with
+// state (DecideController) must not be shared by concurrent runs.
 type Controller interface {
 	Interval() time.Duration
 	Tick(now time.Time, obs autoscaler.Observation) autoscaler.Decision
@@ -34,6 +37,7 @@ const PoolName = "vllm"
 var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Scenario is a rate trace with the fleet's start-up behaviour.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Scenario struct {
 	// Name labels the scenario in reports.
 	Name string
@@ -71,6 +75,7 @@ func (sc Scenario) Scaled(f float64) Scenario {
 }
 
 // Point is one vertex of a rate trace.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Point struct {
 	// At is the time of the vertex.
 	At time.Duration
@@ -166,6 +171,7 @@ func (wl Workload) validate() error {
 }
 
 // Outcome is what a fleet records during a run.
+// It belongs to the caller once Run returns; it is not safe for concurrent mutation.
 type Outcome struct {
 	// Requests holds every request's arrival and TTFT (+Inf if it never got
 	// its first token).
@@ -180,6 +186,7 @@ type Outcome struct {
 }
 
 // RequestRecord is one request's fate.
+// It is a plain value, safe to copy and to read from several goroutines.
 type RequestRecord struct {
 	// Arrival is when the request arrived.
 	Arrival time.Duration
@@ -188,6 +195,7 @@ type RequestRecord struct {
 }
 
 // TickRecord is one controller call.
+// It is a plain value, safe to copy and to read from several goroutines.
 type TickRecord struct {
 	// At is the tick's virtual time and Rate the trace's rate then.
 	At   time.Duration
@@ -199,6 +207,7 @@ type TickRecord struct {
 }
 
 // Result summarises an Outcome against an objective.
+// It is a plain value, safe to copy and to read from several goroutines.
 type Result struct {
 	// Scenario and Controller name the run.
 	Scenario, Controller string
@@ -292,6 +301,7 @@ func quantile(xs []time.Duration, q float64) time.Duration {
 }
 
 // Hold is a Controller that never changes the replica count, for profiling.
+// It is a plain value, safe for concurrent use.
 type Hold time.Duration
 
 // Interval implements Controller.
@@ -359,6 +369,7 @@ func (r *runningRecorder) Tick(now time.Time, obs autoscaler.Observation) autosc
 
 // DecideController adapts autoscaler.Decide to a Controller, holding the
 // State between ticks.
+// It is not safe for concurrent use: Tick updates the State it holds.
 type DecideController struct {
 	// Config is passed to every Decide call.
 	Config *autoscaler.Config

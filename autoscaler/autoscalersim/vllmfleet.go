@@ -21,6 +21,7 @@ import (
 // Readiness times are seen at the controller's ticks, as a Kubernetes
 // observer would see them; creation times are recorded when the adapter
 // adds a replica.
+// Run only reads the VLLMFleet: concurrent runs on one value are independent.
 type VLLMFleet struct {
 	// Engine configures every replica; the zero value means SmallGPU().
 	Engine vllmsim.Config
