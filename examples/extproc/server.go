@@ -161,7 +161,16 @@ func (st *stream) run(ctx context.Context, recv func() (*extprocv3.ProcessingReq
 				return err
 			}
 		case *extprocv3.ProcessingRequest_ResponseTrailers:
+			// Trailers end a body whose last chunk had no end_of_stream: a
+			// buffered JSON body goes back first (trailers follow it).
+			body := st.respBody
 			st.end(nil)
+			st.respBody = nil
+			if !st.streaming && len(body) > 0 {
+				if err := st.sendBody(body, false, false); err != nil {
+					return err
+				}
+			}
 			if err := st.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
 				ResponseTrailers: &extprocv3.TrailersResponse{}}}); err != nil {
 				return err

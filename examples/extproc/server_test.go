@@ -443,3 +443,33 @@ func TestShutdownDrainsStreams(t *testing.T) {
 	}
 	assert.Zero(t, ep.Load().Requests)
 }
+
+// TestResponseTrailersEndABufferedBody checks a JSON response whose body
+// ends with trailers rather than an end-of-stream chunk: the buffered body
+// is sent back before the trailers (not dropped), and its usage is read.
+func TestResponseTrailersEndABufferedBody(t *testing.T) {
+	h := newHarness(t, 2, router.Policy{})
+	e := h.open(t)
+	e.requestHeaders("/v1/completions", false, nil)
+	e.requestBody(completionBody("trailers end the response", false), true)
+	dest, _, _ := e.routed(true)
+	ep := endpointAt(t, h.pool, strings.Split(dest, ",")[0])
+
+	e.responseHeaders("200", "application/json", nil)
+	require.NotNil(t, e.recv().GetResponseHeaders())
+	resp := []byte(`{"id":"cmpl-1","choices":[{"text":"abc"}],"usage":{"prompt_tokens":25,"completion_tokens":3,"total_tokens":28}}`)
+	e.responseBody(resp[:40], false)
+	e.responseBody(resp[40:], false)
+	e.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{ResponseTrailers: &extprocv3.HttpTrailers{Trailers: hdrs("x-t", "1")}}})
+	r := e.recv()
+	sb := r.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse()
+	require.NotNil(t, sb, "want the buffered body before the trailers, got %v", r)
+	assert.Equal(t, resp, sb.GetBody())
+	assert.False(t, sb.GetEndOfStream(), "trailers follow")
+	assert.NotNil(t, e.recv().GetResponseTrailers())
+	assert.Equal(t, int64(0), ep.Load().Requests, "the trailers end the accounting")
+	var buf bytes.Buffer
+	_, _ = h.m.WriteTo(&buf)
+	assert.Contains(t, buf.String(), `routekit_usage_tokens_total{kind="completion"} 3`)
+	require.NoError(t, e.stream.CloseSend())
+}
