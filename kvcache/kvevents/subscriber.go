@@ -240,6 +240,9 @@ type topicKey struct {
 type message struct {
 	seq     uint64
 	payload []byte
+	// restart marks a live message, received while a replay ran, whose
+	// sequence number showed that the publisher had restarted.
+	restart bool
 }
 
 type itemKind uint8
@@ -666,13 +669,26 @@ func (s *Subscriber) live(rs *runState, sr *source, m message, b *Batch) {
 	restarted := sr.hasLive && (m.seq <= sr.lastLive || (sr.disconnected && m.seq != sr.lastLive+1))
 	sr.hasLive, sr.lastLive, sr.disconnected = true, m.seq, false
 	if sr.replaying {
-		if len(sr.pending) < s.cfg.maxPending {
+		switch {
+		case restarted:
+			// What waited came from the publisher's previous life, which
+			// the restart clears anyway; replayDone handles the restart
+			// after applying the replay.
+			m.restart = true
+			sr.pending = append(sr.pending[:0], m)
+		case len(sr.pending) < s.cfg.maxPending:
 			sr.pending = append(sr.pending, m)
-		} else {
+		default:
 			s.stats.missed.Add(1)
 		}
 		return
 	}
+	s.handle(rs, sr, m, restarted, b)
+}
+
+// handle applies, replays or drops one live message, in sequence order;
+// restarted says that its sequence number showed a publisher restart.
+func (s *Subscriber) handle(rs *runState, sr *source, m message, restarted bool, b *Batch) {
 	canReplay := sr.ReplayEndpoint != "" && !s.cfg.clock().Before(sr.coolUntil)
 	switch {
 	case restarted:
@@ -923,10 +939,10 @@ func (s *Subscriber) replayDone(rs *runState, it item, b *Batch) {
 	ok := it.err == nil && (it.proactive || (len(it.replayed) > 0 && it.replayed[0].seq <= it.from))
 	if !ok {
 		// The events in the gap are lost: the blocks we hold may be stale.
+		// Asking again at once would get the same answer (and the live
+		// messages below would ask again): cool down.
 		s.stats.replayFailures.Add(1)
-		if it.err != nil {
-			sr.coolUntil = s.cfg.clock().Add(s.cfg.replayCool)
-		}
+		sr.coolUntil = s.cfg.clock().Add(s.cfg.replayCool)
 		s.clear(sr)
 	}
 	for _, m := range it.replayed {
@@ -934,22 +950,25 @@ func (s *Subscriber) replayDone(rs *runState, it item, b *Batch) {
 			continue
 		}
 		if sr.has && m.seq != sr.last+1 {
+			// A hole in the replay itself (a catch-up replay whose buffer
+			// moved on, or a publisher that lost messages): it cannot be
+			// filled.
 			s.stats.gaps.Add(1)
 			sr.pub.gaps.Add(1)
 			s.stats.missed.Add(m.seq - sr.last - 1)
+			s.clear(sr)
 		}
 		s.apply(sr, m, b)
 	}
-	for _, m := range pending {
-		if sr.has && m.seq <= sr.last {
-			continue // already applied from the replay
+	// The live messages that waited go through the same checks as if they
+	// had just arrived: one may reveal a restart or a new gap.
+	for i, m := range pending {
+		if sr.replaying {
+			// An earlier one started another replay: the rest wait for it.
+			sr.pending = append(sr.pending, pending[i:]...)
+			break
 		}
-		if sr.has && m.seq != sr.last+1 {
-			s.stats.gaps.Add(1)
-			sr.pub.gaps.Add(1)
-			s.stats.missed.Add(m.seq - sr.last - 1)
-		}
-		s.apply(sr, m, b)
+		s.handle(rs, sr, m, m.restart, b)
 	}
 }
 
