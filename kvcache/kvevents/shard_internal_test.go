@@ -2,10 +2,12 @@ package kvevents
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/go-zeromq/zmq4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -120,4 +122,32 @@ func TestShardReplayEdges(t *testing.T) {
 			rs.wg.Wait()
 		})
 	}
+}
+
+// TestReplayBounded: a replay socket that keeps sending (and never sends
+// the end marker) is cut off at the longest gap plus the pending limit.
+func TestReplayBounded(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	router := zmq4.NewRouter(ctx)
+	defer router.Close()
+	require.NoError(t, router.Listen("tcp://127.0.0.1:0"))
+	go func() {
+		req, err := router.Recv()
+		if err != nil || len(req.Frames) == 0 {
+			return
+		}
+		for seq := uint64(0); ctx.Err() == nil && seq < 1000; seq++ {
+			reply := zmq4.NewMsgFrom(req.Frames[0], nil, nil, binary.BigEndian.AppendUint64(nil, seq), []byte{0x90})
+			if router.Send(reply) != nil {
+				return
+			}
+		}
+	}()
+	s, err := NewSubscriber(&logIndex{}, WithMaxGap(5), WithReplayLimits(1, 2*time.Second, 5*time.Second))
+	require.NoError(t, err)
+	s.cfg.maxPending = 3
+	got, err := s.fetchReplay(ctx, "tcp://"+router.Addr().String(), 0)
+	require.ErrorIs(t, err, errReplayTooLong)
+	assert.Len(t, got, 5+3+1)
 }

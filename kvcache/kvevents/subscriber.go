@@ -794,7 +794,10 @@ func (s *Subscriber) startReplay(rs *runState, sr *source, from uint64, trigger 
 	}()
 }
 
-var errReplayTimeout = errors.New("kvevents: replay timed out")
+var (
+	errReplayTimeout = errors.New("kvevents: replay timed out")
+	errReplayTooLong = errors.New("kvevents: replay longer than the gap limit")
+)
 
 // Catch-up replays after connecting, until the first live message.
 const (
@@ -808,12 +811,19 @@ const (
 func (s *Subscriber) fetchReplay(ctx context.Context, endpoint string, from uint64) ([]message, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.replayTotal)
 	defer cancel()
+	// No replay is worth more messages than the longest gap and the live
+	// messages that may wait meanwhile: a publisher that sends more (or
+	// never sends the end marker) must not grow memory without bound.
+	limit := uint64(math.MaxUint64)
+	if extra := uint64(s.cfg.maxPending) + 1; s.cfg.maxGap < limit-extra {
+		limit = s.cfg.maxGap + extra
+	}
 	var out []message
 	for stalled := 0; ; {
-		got, err := s.replayAttempt(ctx, endpoint, from)
+		got, err := s.replayAttempt(ctx, endpoint, from, limit-uint64(len(out)))
 		out = append(out, got...)
-		if err == nil {
-			return out, nil
+		if err == nil || errors.Is(err, errReplayTooLong) {
+			return out, err
 		}
 		if len(got) > 0 {
 			from, stalled = got[len(got)-1].seq+1, 0
@@ -833,8 +843,8 @@ func (s *Subscriber) fetchReplay(ctx context.Context, endpoint string, from uint
 
 // replayAttempt runs one replay exchange over a DEALER socket: it sends
 // ["", from] and collects replies in either of vLLM's layouts until the
-// end marker, within the idle time limit.
-func (s *Subscriber) replayAttempt(ctx context.Context, endpoint string, from uint64) ([]message, error) {
+// end marker, within the idle time limit and at most limit messages.
+func (s *Subscriber) replayAttempt(ctx context.Context, endpoint string, from, limit uint64) ([]message, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sock := zmq4.NewDealer(ctx, zmq4.WithDialerTimeout(s.cfg.replayIdle), zmq4.WithDialerMaxRetries(0))
@@ -901,6 +911,9 @@ func (s *Subscriber) replayAttempt(ctx context.Context, endpoint string, from ui
 			}
 			if len(out) > 0 && n <= out[len(out)-1].seq {
 				continue // out of order: ignore
+			}
+			if uint64(len(out)) >= limit {
+				return out, fmt.Errorf("%w: %s: more than %d messages", errReplayTooLong, endpoint, limit)
 			}
 			s.stats.replayed.Add(1)
 			out = append(out, message{seq: n, payload: payload})
