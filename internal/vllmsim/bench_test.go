@@ -108,3 +108,32 @@ func BenchmarkEnginePrefill(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHashBlock measures one 16-token block identity, chained on the
+// previous one, with FastHasher and with vLLM's sha256_cbor (the figures
+// FastHasher's doc quotes).
+func BenchmarkHashBlock(b *testing.B) {
+	h, err := vllmhash.New(vllmhash.SHA256CBOR, "0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := make([]uint32, 16)
+	for i := range tokens {
+		tokens[i] = uint32(1000 + 37*i)
+	}
+	for _, hs := range []struct {
+		name string
+		h    vllmsim.BlockHasher
+	}{{"fast", vllmsim.FastHasher{}}, {"sha256_cbor", vllmsim.VLLMHasher(h)}} {
+		b.Run(hs.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var parent vllmsim.Hash
+			for b.Loop() {
+				parent = hs.h.HashBlock(parent, tokens, "")
+			}
+			if parent.IsZero() {
+				b.Fatal("no hash")
+			}
+		})
+	}
+}

@@ -70,7 +70,9 @@ func (f BlockHasherFunc) HashBlock(parent Hash, tokens []uint32, salt string) Ha
 
 // FastHasher is the default BlockHasher: a 64-bit XXH3 chain, seeded. It is
 // not vLLM's algorithm (use a vllmhash-backed BlockHasher for that) but it is
-// about 20× cheaper than SHA-256, which matters for fleet-scale simulation.
+// about 5× cheaper per 16-token block than vLLM's sha256_cbor through
+// VLLMHasher (BenchmarkHashBlock: 42-45 ns against 220-240 ns), which matters
+// for fleet-scale simulation.
 // The digest is 8 bytes, so Key is the whole digest. It is stateless and
 // safe for concurrent use.
 type FastHasher struct {
