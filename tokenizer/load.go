@@ -267,8 +267,11 @@ func (t *Tokenizer) buildVocab(added []addedToken) error {
 	for _, a := range toks {
 		maxID = max(maxID, int(a.ID))
 	}
-	if maxID >= 1<<26 {
-		return fmt.Errorf("tokenizer: token id %d is implausibly large", maxID)
+	// The id tables below take 18 bytes per id up to maxID, so ids far beyond the number of
+	// tokens would let a tiny file allocate gigabytes (one id of 2^26-1: 1.2 GB). Real files
+	// number their tokens densely; HF keeps a sparse map and would accept gaps.
+	if n := len(vocab) + len(toks); maxID >= 1<<26 || maxID >= 2*n+1<<16 {
+		return fmt.Errorf("tokenizer: token id %d is implausibly large for %d tokens", maxID, n)
 	}
 	t.tokens = make([]string, maxID+1)
 	t.known = make([]bool, maxID+1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -119,8 +120,8 @@ func TestBadInput(t *testing.T) {
 	assert.Equal(t, "\uFFFD", tok.Decode(tok.Encode("\xff")))
 }
 
-// TestLongInput encodes a 10 MB single line (byte-level family, piece by piece) and a 256 KB
-// single word (SentencePiece family: one BPE word, heap merge).
+// TestLongInput encodes a 10 MB single line (byte-level family, piece by piece) and a 320 KB
+// single word of 256 K characters (SentencePiece family: one BPE word, heap merge).
 func TestLongInput(t *testing.T) {
 	tok := fixture(t, "gpt-3.5")
 	var b strings.Builder
@@ -233,6 +234,40 @@ func TestNesting(t *testing.T) {
 			}
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+// TestSparseIDs checks that a file cannot make the id tables (18 bytes per id up to the
+// largest) huge with a few far-out ids: before the bound, the first case loaded a 60-byte file
+// into 1.2 GB.
+func TestSparseIDs(t *testing.T) {
+	tests := []struct {
+		name    string
+		vocab   string
+		wantErr string
+	}{
+		{"one token with id 2^26-1", `{"a": 67108863}`, "token id 67108863 is implausibly large for 1 tokens"},
+		{"one token with id 2^20", `{"a": 0, "b": 1048576}`, "implausibly large"},
+		{"small gaps load", `{"a": 0, "b": 60000}`, ""},
+		{"dense ids load", `{"a": 0, "b": 1, "ab": 2}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			tok, err := FromJSON([]byte(`{"model": {"type": "BPE", "vocab": ` + tt.vocab + `, "merges": []}}`))
+			runtime.ReadMemStats(&after)
+			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(32<<20), "bytes allocated")
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			id, ok := tok.TokenID("b")
+			require.True(t, ok)
+			assert.Equal(t, "b", tok.Decode([]uint32{id}))
 		})
 	}
 }
