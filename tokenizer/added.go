@@ -141,10 +141,15 @@ func (m *matcher) find(s string, pos int) (start, end int, id uint32, ok bool) {
 	return 0, 0, 0, false
 }
 
-// isWordRune approximates Rust regex's Unicode \w.
+// isWordRune reports whether r is in Rust regex's Unicode \w, which HF uses for single_word and
+// the Whitespace pre-tokenizer: Alphabetic (letters, Nl and Other_Alphabetic, such as the
+// circled letters), marks, decimal digits, connector punctuation and the two join controls.
 func isWordRune(r rune) bool {
-	return unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsDigit(r) || unicode.Is(unicode.Nl, r) ||
-		unicode.Is(unicode.Pc, r) || r == 0x200c || r == 0x200d
+	if r < utf8.RuneSelf {
+		return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_'
+	}
+	return unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsDigit(r) ||
+		unicode.In(r, unicode.Nl, unicode.Pc, unicode.Other_Alphabetic) || r == 0x200c || r == 0x200d
 }
 
 func endsWithWord(s string) bool {

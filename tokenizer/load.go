@@ -533,11 +533,7 @@ func buildPre(raw json.RawMessage, steps []preStep) ([]preStep, error) {
 		}
 		return append(steps, preStep{kind: preSplit, find: literalFinder(c.Delimiter), behavior: removed}), nil
 	case "Whitespace":
-		re, err := compileRegex(`\w+|[^\w\s]+`)
-		if err != nil {
-			return nil, err
-		}
-		return append(steps, preStep{kind: preSplit, re: re, behavior: removed, invert: true}), nil
+		return append(steps, preStep{kind: preSplit, find: findWordOrPunct, behavior: removed, invert: true}), nil
 	}
 	return nil, fmt.Errorf("%w: pre-tokenizer %q", ErrUnsupported, c.Type)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
@@ -266,6 +267,31 @@ func findDigitRun(s string, i int) (int, int) {
 		return ms, me
 	}
 	return ms, run(s, me, cN)
+}
+
+// findWordOrPunct finds the Whitespace pre-tokenizer's pieces, matches of \w+|[^\w\s]+ with
+// Rust regex's Unicode classes (isWordRune, White_Space). regexp2 would read the pattern with
+// .NET's \w, which lacks spacing marks, Nl and Other_Alphabetic: it split Hindi words at each
+// vowel sign, where HF keeps them whole.
+func findWordOrPunct(s string, i int) (int, int) {
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		word := isWordRune(r)
+		if !word && unicode.IsSpace(r) {
+			i += n
+			continue
+		}
+		j := i + n
+		for j < len(s) {
+			r, n := utf8.DecodeRuneInString(s[j:])
+			if isWordRune(r) != word || (!word && unicode.IsSpace(r)) {
+				break
+			}
+			j += n
+		}
+		return i, j
+	}
+	return -1, -1
 }
 
 func literalFinder(lit string) finder {
