@@ -22,8 +22,9 @@ import (
 // /v1/chat/completions/render, which return exactly the prompt token IDs the server will use.
 // Chat requests go through it until chat templates render in-process. Results are kept in a
 // bounded LRU cache keyed by a 128-bit hash of the request, and identical concurrent requests
-// share one round trip (if the caller that started it is cancelled, the others get its error and
-// may retry). Remote is safe for concurrent use.
+// share one round trip (each caller still returns when its own context is done; if the caller
+// that started it is cancelled, the others get its error and may retry). Remote is safe for
+// concurrent use.
 type Remote struct {
 	base    string
 	client  *http.Client
@@ -217,6 +218,9 @@ func parseRender(resp []byte) ([][]uint32, error) {
 		}
 		list = []generate{one}
 	}
+	if len(list) == 0 {
+		return nil, errors.New("render returned no prompts")
+	}
 	out := make([][]uint32, len(list))
 	for i, g := range list {
 		if g.TokenIDs == nil {
@@ -238,17 +242,24 @@ func (r *Remote) do(ctx context.Context, path string, body []byte, parse func([]
 		return ids, nil
 	}
 	kb := key.Bytes()
-	v, err, _ := r.group.Do(string(kb[:]), func() (any, error) {
+	// DoChan, not Do: a caller that joins a round trip started by another must still return
+	// when its own context is done, not wait for the first caller's deadline.
+	ch := r.group.DoChan(string(kb[:]), func() (any, error) {
 		ids, err := r.post(ctx, path, body, parse)
 		if err == nil {
 			r.store(key, ids)
 		}
 		return ids, err
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return clone2(res.Val.([][]uint32)), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: %w", ErrRemote, path, ctx.Err())
 	}
-	return clone2(v.([][]uint32)), nil
 }
 
 func (r *Remote) post(ctx context.Context, path string, body []byte, parse func([]byte) ([][]uint32, error)) ([][]uint32, error) {

@@ -76,6 +76,22 @@ func (f *fakeVLLM) handler(t *testing.T) http.Handler {
 	mux.HandleFunc("POST /broken/tokenize", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"tokens": [1, 2`))
 	})
+	// Bad answers a server (or a proxy in front of it) can give with status 200.
+	answers := map[string]string{
+		"negative":  `{"tokens": [1, -2]}`,
+		"too-large": `{"tokens": [4294967296]}`,
+		"float":     `{"tokens": [1.5]}`,
+		"null":      `{"tokens": null}`,
+		"html":      `<html>502 Bad Gateway</html>`,
+		"empty":     ``,
+		"trailing":  `{"tokens": [1]} {"tokens": [2]}`,
+		"no-ids":    `[{"request_id": "cmpl-1"}]`,
+		"no-prompt": `[]`,
+		"big":       `{"tokens": [` + strings.Repeat("1,", 200) + `1]}`,
+	}
+	mux.HandleFunc("POST /bad/{kind}/", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(answers[r.PathValue("kind")]))
+	})
 	return mux
 }
 
@@ -132,39 +148,58 @@ func TestRemoteErrors(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 
-	tests := []struct {
+	type errCase struct {
 		name string
 		path string // appended to the server URL
 		call func(*Remote) error
 		want string
-	}{
+	}
+	tokenize := func(r *Remote) error { _, err := r.Tokenize(ctx, "x", false); return err }
+	render := func(r *Remote) error { _, err := r.RenderCompletion(ctx, []byte(`{}`)); return err }
+	tests := []errCase{
 		{"server error message", "", func(r *Remote) error {
 			_, err := r.tokenize(ctx, map[string]any{"nothing": true})
 			return err
 		}, "HTTP 400: need prompt or messages"},
-		{"no messages", "", func(r *Remote) error { _, err := r.TokenizeChat(ctx, ChatRequest{}); return err }, "without messages"},
-		{"truncated JSON", "/broken", func(r *Remote) error { _, err := r.Tokenize(ctx, "x", false); return err }, "bad response"},
+		{"truncated JSON", "/broken", tokenize, "bad response"},
 		{"not found", "/nope", func(r *Remote) error { _, err := r.RenderChat(ctx, []byte(`{}`)); return err }, "HTTP 404"},
+		{"tokenize answer negative", "/bad/negative", tokenize, "cannot unmarshal number -2"},
+		{"tokenize answer too large", "/bad/too-large", tokenize, "cannot unmarshal number 4294967296"},
+		{"tokenize answer float", "/bad/float", tokenize, "cannot unmarshal number 1.5"},
+		{"tokenize answer null", "/bad/null", tokenize, `no "tokens"`},
+		{"tokenize answer html", "/bad/html", tokenize, "invalid character '<'"},
+		{"tokenize answer empty", "/bad/empty", tokenize, "unexpected end of JSON input"},
+		{"tokenize answer trailing", "/bad/trailing", tokenize, "invalid character '{' after top-level value"},
+		{"tokenize answer too big", "/bad/big", tokenize, "response larger than 256 bytes"},
+		{"render without token_ids", "/bad/no-ids", render, `no "token_ids"`},
+		{"render with no prompts", "/bad/no-prompt", render, "render returned no prompts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := NewRemote(srv.URL + tt.path)
 			require.NoError(t, err)
+			r.maxBody = 256
 			err = tt.call(r)
 			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrRemote)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.Equal(t, 0, r.CacheLen(), "errors are not cached")
 		})
 	}
+	r, err := NewRemote(srv.URL)
+	require.NoError(t, err)
+	_, err = r.TokenizeChat(ctx, ChatRequest{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "without messages")
 
-	_, err := NewRemote("localhost:8000")
+	_, err = NewRemote("localhost:8000")
 	require.Error(t, err)
 
 	// A dead endpoint and a slow one fail with ErrRemote within the timeout.
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadURL := dead.URL
 	dead.Close()
-	r, err := NewRemote(deadURL)
+	r, err = NewRemote(deadURL)
 	require.NoError(t, err)
 	_, err = r.Tokenize(ctx, "x", false)
 	require.ErrorIs(t, err, ErrRemote)
@@ -217,4 +252,46 @@ func TestRemoteCacheBoundAndCoalescing(t *testing.T) {
 	_, err = off.Tokenize(ctx, "a", false)
 	require.NoError(t, err)
 	assert.Equal(t, 0, off.CacheLen())
+}
+
+// TestRemoteJoinerContext checks that a caller who joins a round trip started by another still
+// returns when its own context is done. Before DoChan it waited for the first caller's answer
+// (here a second; with WithTimeout(0), possibly forever).
+func TestRemoteJoinerContext(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(arrived) })
+		select {
+		case <-release:
+		case <-time.After(time.Second):
+		}
+		_, _ = w.Write([]byte(`{"tokens": [1, 2, 3]}`))
+	}))
+	defer srv.Close()
+	r, err := NewRemote(srv.URL, WithTimeout(0))
+	require.NoError(t, err)
+
+	type result struct {
+		ids []uint32
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		ids, err := r.Tokenize(context.Background(), "same prompt", false)
+		first <- result{ids, err}
+	}()
+	<-arrived
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = r.Tokenize(ctx, "same prompt", false)
+	close(release)
+	require.Error(t, err, "the joiner returns at its own deadline")
+	assert.ErrorIs(t, err, ErrRemote)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	res := <-first
+	require.NoError(t, res.err)
+	assert.Equal(t, []uint32{1, 2, 3}, res.ids)
+	assert.Equal(t, 1, r.CacheLen())
 }
