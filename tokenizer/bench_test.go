@@ -11,7 +11,7 @@ import (
 )
 
 // benchText is a realistic mixed corpus: the prose (French, Japanese, Chinese, Korean, English
-// licence text) and Go source chunks of the golden corpus, about 290 KB, repeated up to n bytes.
+// licence text) and Go source chunks of the golden corpus, 188 KB, repeated up to n bytes.
 func benchText(tb testing.TB, n int) string {
 	var b strings.Builder
 	corpus := goldenCorpus(tb)

@@ -35,8 +35,13 @@
 // use; identical concurrent requests share one round trip.
 //
 // What it does not do: Unigram, WordPiece and WordLevel models, the Precompiled (SentencePiece
-// charsmap) and BERT normalizers, BPE dropout, pair sequences, offsets and truncation/padding
-// (loading such a file fails with ErrUnsupported, never with wrong IDs); chat templates (use
-// Remote); Unicode tables newer than Go's (Go 1.26 has Unicode 15.0) for the scanners' letter and
-// number classes.
+// charsmap) and BERT normalizers and BPE dropout (loading such a file fails with ErrUnsupported,
+// never with wrong IDs); pair sequences and offsets (there is no API for them); the file's
+// truncation and padding settings, which are ignored: HF tokenizers applies them, but
+// transformers, and so vLLM, turns them off for every call that does not ask for truncation;
+// chat templates (use Remote); Unicode tables newer than Go's (Go 1.26 has Unicode 15.0) for the
+// scanners' letter and number classes. A pattern without a hand-written scanner runs on regexp2
+// (.NET semantics, close to Oniguruma's but not identical) with a 10 s timeout per match; if a
+// pattern backtracks past it, the rest of that text is not split by it, and Encode, which
+// returns no error, cannot say so.
 package tokenizer

@@ -119,7 +119,8 @@ func (t *Tokenizer) EncodeSpecial(text string) []uint32 {
 
 // AppendEncode appends the token IDs of text to dst and returns the extended slice; addSpecial
 // adds the post-processor's special tokens. With a large enough dst it does not allocate in the
-// steady state.
+// steady state, except for the copies a normalizer makes when it changes the text, the repaired
+// copy of invalid UTF-8, and the matches of patterns run on regexp2 (see the package doc).
 func (t *Tokenizer) AppendEncode(dst []uint32, text string, addSpecial bool) []uint32 {
 	if addSpecial {
 		dst = append(dst, t.prefix...)
