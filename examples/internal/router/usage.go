@@ -27,7 +27,8 @@ type usageJSON struct {
 }
 
 // ParseUsage reads the usage object of a complete (non-streamed) JSON
-// response body. It reports false when there is none or the body is not JSON.
+// response body. It reports false when there is none, the body is not JSON,
+// or a count is not a non-negative integer.
 func ParseUsage(body []byte) (Usage, bool) {
 	// Fast path, without allocating: read the object after the last "usage"
 	// key (vLLM puts it last); fall back to decoding the whole document.
@@ -42,7 +43,11 @@ func ParseUsage(body []byte) (Usage, bool) {
 	if err := json.Unmarshal(body, &v); err != nil || v.Usage == nil {
 		return Usage{}, false
 	}
-	return v.usage(), true
+	u := v.usage()
+	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.TotalTokens < 0 || u.CachedTokens < 0 {
+		return Usage{}, false // counts feed counters, which never go down
+	}
+	return u, true
 }
 
 // scanUsage reads `: {...}` (the usage object) from the start of b: its
@@ -87,6 +92,9 @@ func scanUsage(b []byte) (Usage, bool) {
 		}
 		if k == 0 {
 			return Usage{}, false
+		}
+		if k < len(rest) && (rest[k] >= '0' && rest[k] <= '9' || rest[k] == '.' || rest[k] == 'e' || rest[k] == 'E') {
+			return Usage{}, false // longer, or not an integer: leave it to the decoder
 		}
 		*f.dst = n
 	}

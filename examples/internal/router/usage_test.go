@@ -30,6 +30,15 @@ func TestParseUsage(t *testing.T) {
 		{"quoted key in text", `{"usage" : {"prompt_tokens":4,"completion_tokens":1,"total_tokens":5},"choices":[{"text":"say \"usage\": 9"}]}`,
 			router.Usage{PromptTokens: 4, CompletionTokens: 1, TotalTokens: 5}, true},
 		{"valid prefix, broken tail", `{"usage":{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5}, oops`, router.Usage{}, false},
+		// Counts feed Prometheus counters: a negative one (which would make
+		// them go down) or one read wrong is no usage.
+		{"negative", `{"usage":{"prompt_tokens":-5,"completion_tokens":2,"total_tokens":-3}}`, router.Usage{}, false},
+		{"negative cached", `{"usage":{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":-1}}}`, router.Usage{}, false},
+		{"19 digits", `{"usage":{"prompt_tokens":1234567890123456789,"completion_tokens":1,"total_tokens":1}}`,
+			router.Usage{PromptTokens: 1234567890123456789, CompletionTokens: 1, TotalTokens: 1}, true},
+		{"overflow", `{"usage":{"prompt_tokens":12345678901234567890123}}`, router.Usage{}, false},
+		{"fraction", `{"usage":{"prompt_tokens":3.5,"completion_tokens":1,"total_tokens":4}}`, router.Usage{}, false},
+		{"exponent", `{"usage":{"prompt_tokens":1e3,"completion_tokens":1,"total_tokens":4}}`, router.Usage{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
