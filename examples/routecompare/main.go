@@ -27,6 +27,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -122,8 +123,30 @@ type outcome struct {
 	wall       time.Duration
 }
 
+// validate rejects a setup the simulation cannot run or finish: a stage of
+// zero length would make its rate last forever.
+func (s setup) validate() error {
+	switch {
+	case s.stage <= 0:
+		return fmt.Errorf("routecompare: stage must be > 0, got %v", s.stage)
+	case len(s.rates) == 0:
+		return errors.New("routecompare: no rate in the ladder")
+	case s.replicas < 1:
+		return fmt.Errorf("routecompare: replicas must be at least 1, got %d", s.replicas)
+	}
+	for _, r := range s.rates {
+		if !(r > 0) || math.IsInf(r, 1) {
+			return fmt.Errorf("routecompare: rate %v must be a positive number", r)
+		}
+	}
+	return nil
+}
+
 // run simulates one policy on s.
 func run(s setup, policy string) (*outcome, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
 	w, err := s.newWorkload()
 	if err != nil {
 		return nil, err

@@ -82,8 +82,40 @@ func TestRouteCompareOtherWorkloads(t *testing.T) {
 			}
 		})
 	}
-	_, err := run(setup{workload: "nope"}, "random")
-	assert.Error(t, err)
+	_, err := run(smallSetup("nope"), "random")
+	assert.ErrorContains(t, err, "unknown workload")
 	_, err = run(smallSetup("shared"), "nope")
-	assert.Error(t, err)
+	assert.ErrorContains(t, err, "unknown policy")
+}
+
+// TestRunRejectsBadSetup checks that a setup the simulation cannot finish
+// (-stage 0 makes the first rate last forever) or run (no replicas, no
+// rates) is an error, not a run that never ends.
+func TestRunRejectsBadSetup(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*setup)
+		want   string
+	}{
+		{name: "zero stage", modify: func(s *setup) { s.stage = 0 }, want: "stage"},
+		{name: "negative stage", modify: func(s *setup) { s.stage = -time.Second }, want: "stage"},
+		{name: "no rates", modify: func(s *setup) { s.rates = nil }, want: "rate"},
+		{name: "zero rate", modify: func(s *setup) { s.rates = []float64{5, 0} }, want: "rate"},
+		{name: "no replicas", modify: func(s *setup) { s.replicas = 0 }, want: "replicas"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := smallSetup("shared")
+			tt.modify(&s)
+			done := make(chan error, 1)
+			go func() { _, err := runAll(s, []string{"random"}, 1); done <- err }()
+			select {
+			case err := <-done:
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.want)
+			case <-time.After(3 * time.Second):
+				t.Fatal("the simulation did not stop") // it leaks; the test binary ends soon after
+			}
+		})
+	}
 }
