@@ -1,11 +1,13 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -86,10 +88,13 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("fleet: %w", err)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		return c, fmt.Errorf("fleet: %s: %w", path, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) { // one object, nothing after it
+		return c, fmt.Errorf("fleet: %s: data after the configuration object", path)
 	}
 	return c, nil
 }

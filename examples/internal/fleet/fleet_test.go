@@ -36,6 +36,8 @@ func TestLoad(t *testing.T) {
 		"duration": `{"scrape_interval":50}`,
 		"bad dur":  `{"scrape_interval":"fast"}`,
 		"trunc":    `{"model":`,
+		"trailing": `{"model":"m"} {"embedded":2}`,
+		"garbage":  `{"model":"m"}, oops`,
 	} {
 		p := filepath.Join(dir, "bad.json")
 		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
