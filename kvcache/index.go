@@ -766,6 +766,33 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 	return nil
 }
 
+// Unlearn withdraws what [Index.Learn] presumed of keys at endpoint, for a
+// request that never reached it (the connection failed and the request went
+// elsewhere): without it, the endpoint would keep attracting that prefix
+// until the entries expire, or, with no TTL, until capacity pushes them out.
+// Blocks the endpoint's own events stored are kept. Keys not learned, and an
+// endpoint the index does not know, are no-ops; it fails only for an empty ID.
+func (x *Index) Unlearn(endpoint string, keys []uint64) error {
+	l, err := x.loc(endpoint, false, false)
+	if err != nil {
+		return fmt.Errorf("kvcache: unlearn for %q: %w", endpoint, err)
+	}
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	if !l.dropped {
+		for _, k := range keys {
+			k = fixKey(k)
+			if _, ok := l.learned[k]; ok {
+				x.clearLocked(l, k, bitLearned) // its queue reference turns stale
+			}
+		}
+	}
+	x.unlock(l)
+	return nil
+}
+
 // SetLearnedCapacity bounds endpoint's learned entries, for example to the
 // server's num_gpu_blocks (vllm:cache_config_info); 0 disables learning for it.
 func (x *Index) SetLearnedCapacity(endpoint string, blocks int) error {

@@ -461,6 +461,44 @@ func TestLearnedCapacity(t *testing.T) {
 	assert.Equal(t, Match{}, got[0])
 }
 
+// TestUnlearn: withdrawing speculation clears only the learned entries of
+// that endpoint, keeps what its events stored, and leaves the learned queue
+// consistent (capacity and TTL expiry still work afterwards).
+func TestUnlearn(t *testing.T) {
+	for _, ttl := range []time.Duration{0, 2 * time.Second} {
+		t.Run(fmt.Sprint("ttl=", ttl), func(t *testing.T) {
+			var c fakeClock
+			c.ns.Store(1e18)
+			x := newIndex(t, WithClock(c.now), WithLearnedTTL(ttl), WithLearnedCapacity(3))
+			keys := []uint64{1, 2, 3}
+			require.NoError(t, x.Add("a", TierGPU, keys[:1]))
+			require.NoError(t, x.Learn("a", keys))
+			require.NoError(t, x.Learn("b", keys))
+			require.NoError(t, x.Unlearn("a", keys))
+			got, _ := lookup(t, x, keys, "a", "b")
+			assert.Equal(t, []Match{m(1), m(0, 0, 0, 0, 3)}, got)
+			st := x.Stats()
+			assert.Equal(t, int64(3), st.Learned) // b's
+			assert.Equal(t, int64(4), st.Entries)
+
+			// No-ops: keys not learned, an unknown endpoint. An empty ID fails.
+			require.NoError(t, x.Unlearn("a", []uint64{7}))
+			require.NoError(t, x.Unlearn("nobody", keys))
+			assert.ErrorIs(t, x.Unlearn("", keys), ErrEmptyID)
+
+			// The queue is still right: a's capacity holds three new keys.
+			require.NoError(t, x.Learn("a", []uint64{4, 5, 6}))
+			got, _ = lookup(t, x, []uint64{4, 5, 6}, "a")
+			assert.Equal(t, m(0, 0, 0, 0, 3), got[0])
+			if ttl > 0 {
+				c.advance(2*ttl + time.Second)
+				x.Expire()
+				assert.Equal(t, int64(0), x.Stats().Learned)
+			}
+		})
+	}
+}
+
 // TestLearnAgainStaysBounded: learning the same keys over and over keeps
 // the learned queue at a small multiple of the learned entries, with or
 // without a TTL (without one, every Learn used to queue every key again).

@@ -337,6 +337,7 @@ type Flight struct {
 	first     bool
 	retries   int
 	ended     bool
+	learned   int              // BlockKeys[learned:] were learned for Endpoint
 	tried     []*pool.Endpoint // endpoints that could not be reached
 	subset    []string         // the subset hint, for rescheduling
 	hasSubset bool
@@ -347,11 +348,19 @@ type Flight struct {
 // speculative index entries for the blocks ep does not hold yet. (Learning
 // only the new blocks keeps speculation cheap for a hot prefix; the blocks
 // ep already holds are in the index.)
+// When the request moves on (Retry, Served), the entries learned for the
+// endpoint it leaves are withdrawn: the request never reached it.
 func (f *Flight) dispatch(ep *pool.Endpoint, matched int) {
+	keys := f.Request.BlockKeys
+	if f.r.index != nil && f.Endpoint != nil && f.learned < len(keys) {
+		_ = f.r.index.Unlearn(f.Endpoint.ID, keys[f.learned:]) // IDs are never empty
+	}
 	f.Endpoint = ep
 	f.flight = ep.Dispatch(f.Request.UncachedTokens(matched))
-	if keys := f.Request.BlockKeys; f.r.index != nil && matched < len(keys) {
+	f.learned = len(keys)
+	if f.r.index != nil && matched < len(keys) {
 		_ = f.r.index.Learn(ep.ID, keys[matched:]) // an unknown-endpoint error only means no speculation
+		f.learned = matched
 	}
 }
 

@@ -111,6 +111,24 @@ func TestRouteRetryMovesAccounting(t *testing.T) {
 	for _, e := range r.pool.Snapshot().Endpoints() {
 		assert.Equal(t, pool.Load{}, e.Load(), e.ID)
 	}
+	// Only the last endpoint keeps the speculation: a and b were never reached.
+	assertLearned(t, r, f.Request.BlockKeys, map[string]int{a.ID: 0, b.ID: 0, c.ID: len(f.Request.BlockKeys)})
+}
+
+// assertLearned checks how many of keys the index presumes each endpoint holds.
+func assertLearned(t *testing.T, r *rig, keys []uint64, want map[string]int) {
+	t.Helper()
+	require.NotEmpty(t, keys)
+	ids := make([]string, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	got := make([]kvcache.Match, len(ids))
+	_, err := r.index.Lookup(keys, ids, got)
+	require.NoError(t, err)
+	for i, id := range ids {
+		assert.Equal(t, want[id], got[i].Total(), id)
+	}
 }
 
 func TestRouteServedMovesAccounting(t *testing.T) {
@@ -123,6 +141,7 @@ func TestRouteServedMovesAccounting(t *testing.T) {
 	assert.Equal(t, b, f.Endpoint)
 	assert.Equal(t, int64(0), a.Load().Requests)
 	assert.Equal(t, int64(1), b.Load().Requests)
+	assertLearned(t, r, f.Request.BlockKeys, map[string]int{a.ID: 0, b.ID: len(f.Request.BlockKeys)})
 	f.End(router.Outcome{Status: 200})
 }
 
