@@ -65,7 +65,8 @@
 // publish no events. Learning a key again refreshes it (moves it last in the
 // capacity order, or extends its deadline) without growing memory. Learn also
 // marks the endpoint's confirmed copies of those blocks as recently used,
-// which is what the capacity eviction keeps.
+// which is what the capacity eviction keeps. Unlearn withdraws them when the
+// request did not reach that endpoint after all (it was retried elsewhere).
 //
 // # Design
 //
