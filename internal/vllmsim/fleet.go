@@ -162,6 +162,7 @@ func (f *Fleet) Close() error {
 	for _, r := range f.Replicas {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := r.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("vllmsim: replica %s: HTTP shutdown: %w (connections closed)", r.Addr, err))
 			_ = r.http.Close()
 		}
 		cancel()
