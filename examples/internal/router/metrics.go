@@ -162,6 +162,11 @@ func (m *Metrics) DecisionQuantile(q float64) time.Duration {
 	return time.Duration(m.decisionLatency.quantileBound(q) * float64(time.Second))
 }
 
+// labelEscaper escapes a label value as the Prometheus text format wants:
+// only backslash, double quote and line feed (Go's %q escapes more, which
+// Prometheus parsers reject or read differently).
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
 // WriteTo writes the metrics in the Prometheus text exposition format.
 func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	cw := &countWriter{w: bufio.NewWriter(w)}
@@ -170,7 +175,7 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	p("# HELP routekit_decisions_total Requests routed to an endpoint.\n# TYPE routekit_decisions_total counter\nroutekit_decisions_total %d\n", m.decisions.Load())
 	p("# HELP routekit_rejections_total Requests not routed, by drop reason.\n# TYPE routekit_rejections_total counter\n")
 	for _, kv := range sorted(&m.rejections) {
-		p("routekit_rejections_total{reason=%q} %d\n", kv.k, kv.v)
+		p("routekit_rejections_total{reason=\"%s\"} %d\n", kv.k, kv.v)
 	}
 	p("# HELP routekit_routed_requests_total Requests routed, by endpoint.\n# TYPE routekit_routed_requests_total counter\n")
 	m.mu.RLock()
@@ -181,7 +186,7 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	m.mu.RUnlock()
 	slices.Sort(ids)
 	for _, id := range ids {
-		p("routekit_routed_requests_total{endpoint=%q} %d\n", id, m.Routed(id))
+		p("routekit_routed_requests_total{endpoint=\"%s\"} %d\n", labelEscaper.Replace(id), m.Routed(id))
 	}
 	p("# HELP routekit_retries_total Requests moved to a fallback endpoint.\n# TYPE routekit_retries_total counter\nroutekit_retries_total %d\n", m.retries.Load())
 	p("# HELP routekit_completed_requests_total Requests ended, by upstream status class.\n# TYPE routekit_completed_requests_total counter\n")
@@ -191,7 +196,7 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 			name = strconv.Itoa(class) + "xx"
 		}
 		if n := m.completed[class].Load(); n > 0 {
-			p("routekit_completed_requests_total{status=%q} %d\n", name, n)
+			p("routekit_completed_requests_total{status=\"%s\"} %d\n", name, n)
 		}
 	}
 	p("# HELP routekit_prompt_tokens_total Prompt tokens of routed requests.\n# TYPE routekit_prompt_tokens_total counter\nroutekit_prompt_tokens_total %d\n", m.promptToks.Load())
@@ -212,19 +217,19 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 		eps := m.pool.Snapshot().Endpoints()
 		p("# HELP routekit_endpoint_inflight_requests Requests dispatched to the endpoint and not ended.\n# TYPE routekit_endpoint_inflight_requests gauge\n")
 		for _, e := range eps {
-			p("routekit_endpoint_inflight_requests{endpoint=%q} %d\n", e.ID, e.Load().Requests)
+			p("routekit_endpoint_inflight_requests{endpoint=\"%s\"} %d\n", labelEscaper.Replace(e.ID), e.Load().Requests)
 		}
 		p("# HELP routekit_endpoint_inflight_uncached_tokens Uncached prompt tokens in flight before their first token.\n# TYPE routekit_endpoint_inflight_uncached_tokens gauge\n")
 		for _, e := range eps {
-			p("routekit_endpoint_inflight_uncached_tokens{endpoint=%q} %d\n", e.ID, e.Load().UncachedTokens)
+			p("routekit_endpoint_inflight_uncached_tokens{endpoint=\"%s\"} %d\n", labelEscaper.Replace(e.ID), e.Load().UncachedTokens)
 		}
 		p("# HELP routekit_endpoint_queue_length Waiting queue scraped from the endpoint's /metrics.\n# TYPE routekit_endpoint_queue_length gauge\n")
 		for _, e := range eps {
-			p("routekit_endpoint_queue_length{endpoint=%q} %d\n", e.ID, e.Metrics().Waiting)
+			p("routekit_endpoint_queue_length{endpoint=\"%s\"} %d\n", labelEscaper.Replace(e.ID), e.Metrics().Waiting)
 		}
 		p("# HELP routekit_endpoint_kv_cache_usage KV-cache usage scraped from the endpoint (0-1).\n# TYPE routekit_endpoint_kv_cache_usage gauge\n")
 		for _, e := range eps {
-			p("routekit_endpoint_kv_cache_usage{endpoint=%q} %g\n", e.ID, e.Metrics().KVCacheUsage)
+			p("routekit_endpoint_kv_cache_usage{endpoint=\"%s\"} %g\n", labelEscaper.Replace(e.ID), e.Metrics().KVCacheUsage)
 		}
 		p("# HELP routekit_endpoint_stale Whether the endpoint's metrics are stale (1) or fresh (0).\n# TYPE routekit_endpoint_stale gauge\n")
 		for _, e := range eps {
@@ -232,7 +237,7 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 			if e.Stale() {
 				v = 1
 			}
-			p("routekit_endpoint_stale{endpoint=%q} %d\n", e.ID, v)
+			p("routekit_endpoint_stale{endpoint=\"%s\"} %d\n", labelEscaper.Replace(e.ID), v)
 		}
 	}
 	if err := cw.w.(*bufio.Writer).Flush(); err != nil && cw.err == nil {

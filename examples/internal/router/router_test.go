@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -299,4 +301,24 @@ func TestRetryReschedulesWhenNoFallbackLeft(t *testing.T) {
 	for _, e := range r.pool.Snapshot().Endpoints() {
 		assert.Equal(t, pool.Load{}, e.Load(), e.ID)
 	}
+}
+
+// TestMetricsEscapeLabelValues: an endpoint ID with a quote, a backslash, a
+// line feed, a tab and non-ASCII text is written with the Prometheus text
+// format's escapes (not Go's %q), so a Prometheus parser reads the ID back.
+func TestMetricsEscapeLabelValues(t *testing.T) {
+	id := "pod \"a\"\\b\nc\td-é"
+	p := pool.New()
+	require.NoError(t, p.Store(pool.Endpoint{ID: id, Address: "10.0.0.1:8000", Models: []string{"m"}}))
+	var buf bytes.Buffer
+	_, err := router.NewMetrics(p, nil).WriteTo(&buf)
+	require.NoError(t, err)
+	assert.Contains(t, buf.String(), "routekit_endpoint_inflight_requests{endpoint=\"pod \\\"a\\\"\\\\b\\nc\td-é\"} 0\n")
+	tp := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := tp.TextToMetricFamilies(&buf)
+	require.NoError(t, err)
+	fam := fams["routekit_endpoint_inflight_requests"]
+	require.NotNil(t, fam)
+	require.Len(t, fam.GetMetric(), 1)
+	assert.Equal(t, id, fam.GetMetric()[0].GetLabel()[0].GetValue())
 }
