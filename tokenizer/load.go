@@ -184,6 +184,10 @@ func parseFile(data []byte) (*fileJSON, error) {
 			if f.Model, err = parseModel(kv.val); err != nil {
 				return nil, fmt.Errorf("model: %w", err)
 			}
+		default: // version, truncation, padding, ...: not used, but fields only checked brackets
+			if !json.Valid(kv.val) {
+				return nil, fmt.Errorf("%s: %w", kv.key, errJSON)
+			}
 		}
 		if dst != nil {
 			if err := json.Unmarshal(kv.val, dst); err != nil {
@@ -223,6 +227,10 @@ func parseModel(raw []byte) (*modelJSON, error) {
 			dst = &m.IgnoreMerges
 		case "dropout":
 			dst = &m.Dropout
+		default:
+			if !json.Valid(kv.val) {
+				return nil, fmt.Errorf("%s: %w", kv.key, errJSON)
+			}
 		}
 		if dst != nil {
 			if err := json.Unmarshal(kv.val, dst); err != nil {

@@ -189,6 +189,18 @@ func TestCorruptFiles(t *testing.T) {
 			return strings.Replace(s, `"vocab": {`, `"vocab": [], "v": {`, 1)
 		}, "vocab", nil},
 		{"trailing garbage", func(s string) string { return s + "}" }, "trailing", nil},
+		{"malformed unused field", func(s string) string {
+			return strings.Replace(s, `"truncation": null`, `"truncation": [}`, 1)
+		}, "truncation: malformed JSON", nil},
+		{"malformed unused literal", func(s string) string {
+			return strings.Replace(s, `"padding": null`, `"padding": nul`, 1)
+		}, "padding: malformed JSON", nil},
+		{"malformed unknown field", func(s string) string {
+			return strings.Replace(s, `"version": "1.0"`, `"version": "1.0", "extra": {"a" 1}`, 1)
+		}, "extra: malformed JSON", nil},
+		{"malformed unused model field", func(s string) string {
+			return strings.Replace(s, `"type": "BPE"`, `"type": "BPE", "extra": [1 2]`, 1)
+		}, "model: extra: malformed JSON", nil},
 		{"no model", func(s string) string { return `{"added_tokens": []}` }, "no model", nil},
 	}
 	for _, tt := range tests {
