@@ -340,7 +340,9 @@ func (s *Subscriber) removeLocked(sr *source) {
 		select {
 		case rs.shards[sr.shard] <- item{kind: itemDrop, src: sr}:
 		case <-rs.ctx.Done():
-			_ = s.index.Drop(sr.ID)
+			if err := s.index.Drop(sr.ID); err != nil {
+				s.stats.applyErrors.Add(1) // counted as when no Run is under way
+			}
 		}
 	}()
 }
