@@ -74,9 +74,10 @@ type Metrics struct {
 	Running int
 	// Waiting is the queue depth (vllm:num_requests_waiting, sglang:num_queue_reqs).
 	Waiting int
-	// KVCacheUsage is the KV-cache usage in [0, 1], the mean over engines
+	// KVCacheUsage is the KV-cache usage, the mean over engines
 	// (vllm:kv_cache_usage_perc, before v0.12 vllm:gpu_cache_usage_perc;
-	// sglang:token_usage).
+	// sglang:token_usage). Servers report a fraction in [0, 1]; a value
+	// above 1 is kept as reported, not clamped.
 	KVCacheUsage float64
 	// KVCacheUsageMax is the largest KV-cache usage of any one engine.
 	KVCacheUsageMax float64

@@ -90,7 +90,9 @@ func SeriesNames() []string {
 }
 
 // kindOf returns the kind of the series named at the start of line and the
-// length of its name, or kNone.
+// length of its name, or kNone. The name ends at the first byte that cannot
+// continue a metric name, as in the standard parser: a label set, a blank,
+// or the value itself ("name+1" is a sample of "name").
 func kindOf(line []byte) (int, int) {
 	var engine, pre int
 	switch {
@@ -103,11 +105,8 @@ func kindOf(line []byte) (int, int) {
 	}
 	rest := line[pre:]
 	for _, c := range candidates[engine][rest[0]] {
-		if len(rest) > len(c.name) && string(rest[:len(c.name)]) == c.name {
-			switch rest[len(c.name)] {
-			case '{', ' ', '\t':
-				return c.kind, pre + len(c.name)
-			}
+		if len(rest) > len(c.name) && string(rest[:len(c.name)]) == c.name && !isNameByte(rest[len(c.name)]) {
+			return c.kind, pre + len(c.name)
 		}
 	}
 	return kNone, 0
@@ -115,8 +114,12 @@ func kindOf(line []byte) (int, int) {
 
 var kindName = [kCount]string{
 	kVRunning: "vllm:num_requests_running", kVWaiting: "vllm:num_requests_waiting",
-	kVKV: "vllm:kv_cache_usage_perc", kSRunning: "sglang:num_running_reqs",
-	kSWaiting: "sglang:num_queue_reqs", kSKV: "sglang:token_usage",
+	kVKV: "vllm:kv_cache_usage_perc", kVKVOld: "vllm:gpu_cache_usage_perc",
+	kVPQ: "vllm:prefix_cache_queries_total", kVPH: "vllm:prefix_cache_hits_total",
+	kVPQOld: "vllm:gpu_prefix_cache_queries_total", kVPHOld: "vllm:gpu_prefix_cache_hits_total",
+	kVCacheCfg: "vllm:cache_config_info", kVLoRA: "vllm:lora_requests_info",
+	kSRunning: "sglang:num_running_reqs", kSWaiting: "sglang:num_queue_reqs", kSKV: "sglang:token_usage",
+	kSCacheCfg: "sglang:cache_config_info",
 }
 
 type series struct {
@@ -150,6 +153,7 @@ type pageParser struct {
 type cacheConfig struct {
 	blockSize, numBlocks, kvTokens int
 	someNoTokens                   bool // a series lacked kv_cache_size_tokens
+	overflow                       bool // numBlocks or kvTokens outgrew an int
 }
 
 // ParseMetrics extracts the routing-relevant state from a vLLM or SGLang
@@ -165,6 +169,8 @@ type cacheConfig struct {
 // does not read. Lines it uses that are malformed give a *[ParseError]; a
 // page that does not end in a newline (truncated) is malformed too. A page
 // without running, waiting and KV-usage series gives [ErrMissingMetrics].
+// Totals out of range (running or waiting beyond an int, block counts or
+// capacity overflowing an int, sums reaching infinity) give an error too.
 // The result's ScrapedAt is zero. ParseMetrics does not retain page.
 func ParseMetrics(page []byte) (Metrics, error) { return parseMetrics(page, nil, nil) }
 
@@ -223,9 +229,12 @@ func (p *pageParser) parse(b []byte) error {
 		p.line++
 		nl := bytes.IndexByte(b, '\n')
 		if nl < 0 {
+			if len(skipBlank(b)) == 0 { // only blanks after the last newline, as the standard parser allows
+				break
+			}
 			return p.errorf("no newline at end of page (truncated?)")
 		}
-		line := b[:nl]
+		line := skipBlank(b[:nl]) // leading blanks are allowed, as by the standard parser
 		b = b[nl+1:]
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
@@ -366,9 +375,8 @@ func (p *pageParser) sample(k int, name, rest []byte) (lineValue, error) {
 			}
 		}
 	}
-	if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
-		return lineValue{}, p.errorf("%s: expected a blank before the value", name)
-	}
+	// The value may follow the name or the label set directly, as the
+	// standard parser allows (prometheus_client writes a blank).
 	rest = skipBlank(rest)
 	j := 0
 	for j < len(rest) && rest[j] != ' ' && rest[j] != '\t' {
@@ -422,9 +430,15 @@ func (p *pageParser) apply(lv lineValue) {
 			c.blockSize = max(c.blockSize, lv.cfgBlock)
 		}
 		if lv.cfgBlocks > 0 {
+			if c.numBlocks > math.MaxInt-lv.cfgBlocks {
+				c.overflow = true
+			}
 			c.numBlocks += lv.cfgBlocks
 		}
 		if lv.cfgTokens > 0 {
+			if c.kvTokens > math.MaxInt-lv.cfgTokens {
+				c.overflow = true
+			}
 			c.kvTokens += lv.cfgTokens
 		} else {
 			c.someNoTokens = true
@@ -441,6 +455,10 @@ func (p *pageParser) apply(lv lineValue) {
 	}
 	s.n++
 }
+
+// maxCount bounds the running and waiting totals: a float64 below it
+// converts to an int exactly (after rounding).
+const maxCount = float64(math.MaxInt)
 
 func (p *pageParser) result() (Metrics, error) {
 	var m Metrics
@@ -471,6 +489,12 @@ func (p *pageParser) result() (Metrics, error) {
 	if missing != nil {
 		return Metrics{}, fmt.Errorf("%w: %s", ErrMissingMetrics, strings.Join(missing, ", "))
 	}
+	// Every value is finite and non-negative, but totals can still be out of
+	// range: counts that do not fit an int (converting them would give
+	// nonsense such as a negative queue), or sums that reach +Inf.
+	if err := p.checkTotals(run, wait, kv); err != nil {
+		return Metrics{}, err
+	}
 	m.Running = int(math.Round(p.s[run].sum))
 	m.Waiting = int(math.Round(p.s[wait].sum))
 	m.Engines = p.s[kv].n
@@ -482,11 +506,17 @@ func (p *pageParser) result() (Metrics, error) {
 		cfgKind, c = kSCacheCfg, &p.cfg[1]
 	}
 	if p.s[cfgKind].n > 0 {
+		if c.overflow {
+			return Metrics{}, fmt.Errorf("pool: metrics page: %s: num_gpu_blocks or kv_cache_size_tokens total is out of range", kindName[cfgKind])
+		}
 		m.Present |= FieldCacheConfig
 		m.BlockSize, m.NumGPUBlocks = c.blockSize, c.numBlocks
 		if !c.someNoTokens {
 			m.KVCacheTokens = c.kvTokens
 		} else {
+			if c.blockSize > 0 && c.numBlocks > math.MaxInt/c.blockSize {
+				return Metrics{}, fmt.Errorf("pool: metrics page: %s: %d blocks of %d tokens is out of range", kindName[cfgKind], c.numBlocks, c.blockSize)
+			}
 			m.KVCacheTokens = c.numBlocks * c.blockSize
 		}
 	}
@@ -496,6 +526,9 @@ func (p *pageParser) result() (Metrics, error) {
 			q, h = kVPQOld, kVPHOld
 		}
 		if p.s[q].n > 0 && p.s[h].n > 0 {
+			if err := p.checkTotals(q, h); err != nil {
+				return Metrics{}, err
+			}
 			m.Present |= FieldPrefixCache
 			m.PrefixCacheQueries, m.PrefixCacheHits = p.s[q].sum, p.s[h].sum
 		}
@@ -507,6 +540,23 @@ func (p *pageParser) result() (Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// checkTotals returns an error if the sum of a kind in kinds is infinite,
+// or for running and waiting counts, too large for an int.
+func (p *pageParser) checkTotals(kinds ...int) error {
+	for _, k := range kinds {
+		sum := p.s[k].sum
+		bad := math.IsInf(sum, 0)
+		switch k {
+		case kVRunning, kVWaiting, kSRunning, kSWaiting:
+			bad = !(sum < maxCount)
+		}
+		if bad {
+			return fmt.Errorf("pool: metrics page: %s: total %v is out of range", kindName[k], sum)
+		}
+	}
+	return nil
 }
 
 func (p *pageParser) prevLoRAs(running bool) []string {
@@ -599,6 +649,9 @@ func skipBlank(b []byte) []byte {
 	}
 	return b
 }
+
+// isNameByte reports whether c can continue a metric name.
+func isNameByte(c byte) bool { return isLabelByte(c, false) || c == ':' }
 
 func isLabelByte(c byte, first bool) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || !first && c >= '0' && c <= '9'

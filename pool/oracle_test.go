@@ -102,6 +102,10 @@ func fromFamilies(fams map[string]*dto.MetricFamily) (pool.Metrics, error) {
 			return pool.Metrics{}, pool.ErrMissingMetrics
 		}
 	}
+	// Totals that an int cannot hold, or that reach +Inf, are errors.
+	if a[0].sum >= math.MaxInt64 || a[1].sum >= math.MaxInt64 || math.IsInf(a[2].sum, 0) {
+		return pool.Metrics{}, errors.New("total out of range")
+	}
 	m.Running, m.Waiting = int(math.Round(a[0].sum)), int(math.Round(a[1].sum))
 	m.Engines, m.KVCacheUsage, m.KVCacheUsageMax = a[2].n, a[2].sum/float64(a[2].n), a[2].max
 
@@ -129,11 +133,17 @@ func fromFamilies(fams map[string]*dto.MetricFamily) (pool.Metrics, error) {
 				return pool.Metrics{}, err
 			}
 			m.BlockSize = max(m.BlockSize, bs)
+			if m.NumGPUBlocks > math.MaxInt-nb {
+				return pool.Metrics{}, errors.New("blocks out of range")
+			}
 			m.NumGPUBlocks += nb
 			if m.Engine == pool.EngineVLLM {
 				kt, err := get("kv_cache_size_tokens")
 				if err != nil {
 					return pool.Metrics{}, err
+				}
+				if tokens > math.MaxInt-kt {
+					return pool.Metrics{}, errors.New("tokens out of range")
 				}
 				tokens += kt
 				allTokens = allTokens && kt > 0
@@ -144,6 +154,9 @@ func fromFamilies(fams map[string]*dto.MetricFamily) (pool.Metrics, error) {
 		if allTokens {
 			m.KVCacheTokens = tokens
 		} else {
+			if m.BlockSize > 0 && m.NumGPUBlocks > math.MaxInt/m.BlockSize {
+				return pool.Metrics{}, errors.New("capacity out of range")
+			}
 			m.KVCacheTokens = m.NumGPUBlocks * m.BlockSize
 		}
 	}
@@ -162,6 +175,9 @@ func fromFamilies(fams map[string]*dto.MetricFamily) (pool.Metrics, error) {
 		ah, err := aggregate(fams, h)
 		if err != nil {
 			return pool.Metrics{}, err
+		}
+		if math.IsInf(aq.sum, 0) || math.IsInf(ah.sum, 0) {
+			return pool.Metrics{}, errors.New("total out of range")
 		}
 		m.Present |= pool.FieldPrefixCache
 		m.PrefixCacheQueries, m.PrefixCacheHits = aq.sum, ah.sum
