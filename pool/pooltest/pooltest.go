@@ -17,6 +17,7 @@ package pooltest
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -124,10 +125,39 @@ func Page(m pool.Metrics) string {
 	return b.String()
 }
 
-// pyFloat formats like Python's repr of a float, as prometheus_client does.
+// pyFloat formats v as prometheus_client does (floatToGoString): +Inf,
+// -Inf and NaN, else Python's repr of the float, except that a positive
+// value that repr writes with more than six digits before the point gets a
+// Go-style exponent whose digits are zero-padded to at least two
+// ("1.8432e+06", and "1e+010" for 10^10).
 func pyFloat(v float64) string {
-	s := strconv.FormatFloat(v, 'g', -1, 64)
-	if !strings.ContainsAny(s, ".eIN") {
+	switch {
+	case math.IsInf(v, 1):
+		return "+Inf"
+	case math.IsInf(v, -1):
+		return "-Inf"
+	case math.IsNaN(v):
+		return "NaN"
+	}
+	s := pyRepr(v)
+	if dot := strings.IndexByte(s, '.'); v > 0 && dot > 6 {
+		mantissa := strings.TrimRight(s[:1]+"."+s[1:dot]+s[dot+1:], "0.")
+		return mantissa + "e+0" + strconv.Itoa(dot-1)
+	}
+	return s
+}
+
+// pyRepr is Python's repr of a finite float: the shortest digits that read
+// back as v, in fixed notation (with ".0" for integers) for decimal
+// exponents from -4 to 15, else in exponent notation ("1e-05", "1e+16").
+func pyRepr(v float64) string {
+	e := strconv.FormatFloat(v, 'e', -1, 64)
+	exp, _ := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:]) // FormatFloat's own output: cannot fail
+	if exp < -4 || exp >= 16 {
+		return e
+	}
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
 		s += ".0"
 	}
 	return s
