@@ -163,8 +163,9 @@ func cpuTimes() (user, sys time.Duration) {
 }
 
 // BenchmarkParseMetrics parses real-format vLLM pages: the golden sample (one
-// engine, 143 series with 7 histograms) and copies of it for 2, 4 and 8 data-
-// parallel engines, with ParseMetrics and with the expfmt-based baseline.
+// engine, 145 series in 31 families, 5 of them histograms) and copies of it
+// for 2, 4 and 8 data-parallel engines, with ParseMetrics and with the
+// expfmt-based baseline.
 func BenchmarkParseMetrics(b *testing.B) {
 	var pages [][]byte
 	for _, engines := range []int{1, 2, 4, 8} {
@@ -193,7 +194,7 @@ func BenchmarkParseMetrics(b *testing.B) {
 }
 
 // BenchmarkScrapeRound measures one scrape round of n endpoints served by a
-// child process over loopback TCP, each page a 2-engine vLLM page (289 series,
+// child process over loopback TCP, each page a 2-engine vLLM page (288 series,
 // 31 KB; 3.2 KB when name-filtered, as routekit asks by default). Besides wall time per round it reports the scraper process's CPU
 // time per round (getrusage) and what that costs as a share of one core at a
 // 50 ms interval. "naive" is the straightforward loop: a goroutine per
@@ -267,11 +268,11 @@ func reportCPU(b *testing.B, round func()) {
 }
 
 // BenchmarkRun runs the scraper as deployed, Run at a 50 ms interval against
-// 100 endpoints serving 1-engine (146 series, 18 KB) or 2-engine (289 series,
+// 100 endpoints serving 1-engine (145 series, 18 KB) or 2-engine (288 series,
 // 31 KB) pages, and reports the CPU it used as a share of one core over
 // windows of 40 ticks (after a warm-up, so connections are set up before).
 // "filtered" asks for the routing series only (WithNameFilter, the default),
-// which the fake fleet answers as prometheus_client does (1.3 or 2.2 KB);
+// which the fake fleet answers as prometheus_client does (2.2 or 3.2 KB);
 // "full" fetches whole pages, as from a server that ignores the filter.
 func BenchmarkRun(b *testing.B) {
 	for _, engines := range []int{1, 2} {

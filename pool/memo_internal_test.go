@@ -127,7 +127,7 @@ func FuzzLineMemo(f *testing.F) {
 	})
 }
 
-// BenchmarkParseMetricsLineMemo parses the golden page (146 series) and its
+// BenchmarkParseMetricsLineMemo parses the golden page (145 series) and its
 // name-filtered part the way the scraper does, the previous page's result
 // and line memo at hand, with and without the memo.
 func BenchmarkParseMetricsLineMemo(b *testing.B) {
