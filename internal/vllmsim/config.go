@@ -3,6 +3,7 @@ package vllmsim
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -66,6 +67,35 @@ type Config struct {
 	// VocabLow+VocabSize). The zero value means printable ASCII (32..126),
 	// which ByteTokenizer decodes to readable text.
 	VocabLow, VocabSize uint32
+
+	// LoRA enables LoRA adapters (vLLM's --enable-lora, whose lora_config
+	// is None without it); nil means off. The pointer keeps Config
+	// comparable; do not modify the LoRAConfig after passing it.
+	LoRA *LoRAConfig
+}
+
+// LoRAConfig is the LoRA part of a Config: the served adapters and how many
+// may be in one batch. It is plain data: share it only read-only.
+type LoRAConfig struct {
+	// Adapters are the served adapters (--lora-modules name=path). A request
+	// names one by its "model" field; an adapter's server-local id (lora_id
+	// in KV events) is its position here plus 1.
+	Adapters []LoRA
+	// MaxLoRAs is vLLM's --max-loras: the most distinct adapters the
+	// running batch may use at once. Zero means 1, vLLM's default.
+	MaxLoRAs int
+}
+
+// LoRA is one served LoRA adapter.
+// It is a plain value, safe to copy and to read from several goroutines.
+type LoRA struct {
+	// Name is the adapter's served name (the "model" of its requests and
+	// lora_name in block hashes and KV events). It must be unique and
+	// differ from Config.Model.
+	Name string
+	// Path is where the adapter was loaded from, reported as "root" in
+	// /v1/models; empty means Name.
+	Path string
 }
 
 // ErrBadConfig is wrapped by NewEngine's errors for an unusable Config; the
@@ -91,9 +121,45 @@ func (c *Config) validate() error {
 	case c.StepOverhead+c.DecodePerSeq <= 0:
 		return fmt.Errorf("%w: StepOverhead + DecodePerSeq must be > 0 so that decoding takes time", ErrBadConfig)
 	}
+	if err := c.validateLoRAs(); err != nil {
+		return err
+	}
 	if c.VocabSize == 0 {
 		c.VocabLow, c.VocabSize = 32, 95
 	}
+	return nil
+}
+
+// validateLoRAs checks c.LoRA and replaces it with a copy holding the
+// defaults, so that the caller's LoRAConfig is never written.
+func (c *Config) validateLoRAs() error {
+	if c.LoRA == nil {
+		return nil
+	}
+	lc := *c.LoRA
+	switch {
+	case len(lc.Adapters) == 0:
+		return fmt.Errorf("%w: LoRA has no Adapters", ErrBadConfig)
+	case lc.MaxLoRAs < 0:
+		return fmt.Errorf("%w: LoRA.MaxLoRAs %d must be >= 1 (0 means 1)", ErrBadConfig, lc.MaxLoRAs)
+	case lc.MaxLoRAs == 0:
+		lc.MaxLoRAs = 1
+	}
+	for i, l := range lc.Adapters {
+		switch {
+		case l.Name == "":
+			return fmt.Errorf("%w: LoRA.Adapters[%d] has no Name", ErrBadConfig, i)
+		case l.Name == c.Model:
+			return fmt.Errorf("%w: LoRA.Adapters[%d] name %q is the base model's", ErrBadConfig, i, l.Name)
+		}
+		for _, p := range lc.Adapters[:i] {
+			if p.Name == l.Name {
+				return fmt.Errorf("%w: LoRA.Adapters[%d] name %q is a duplicate", ErrBadConfig, i, l.Name)
+			}
+		}
+	}
+	lc.Adapters = slices.Clone(lc.Adapters)
+	c.LoRA = &lc
 	return nil
 }
 

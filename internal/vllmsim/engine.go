@@ -44,6 +44,10 @@ type Engine struct {
 	hitIDs  []int32         // blocks found by the last prefixHit
 	carry   bool            // out.Events hold events of a Schedule that ran nothing
 	stats   Counters
+
+	loraHasher LoRABlockHasher // hasher as a LoRABlockHasher; set with Config.LoRA
+	loraIDs    map[string]int  // adapter name -> server-local id (from 1)
+	loras      []string        // adapters of the current step's batch (reused)
 }
 
 // Option configures an Engine.
@@ -79,6 +83,17 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if e.hasher == nil {
 		e.hasher = FastHasher{Seed: e.seed}
 	}
+	if cfg.LoRA != nil {
+		lh, ok := e.hasher.(LoRABlockHasher)
+		if !ok {
+			return nil, fmt.Errorf("%w: LoRAs need a LoRABlockHasher, got %T", ErrBadConfig, e.hasher)
+		}
+		e.loraHasher = lh
+		e.loraIDs = make(map[string]int, len(cfg.LoRA.Adapters))
+		for i, l := range cfg.LoRA.Adapters {
+			e.loraIDs[l.Name] = i + 1
+		}
+	}
 	e.pool = newBlockPool(cfg.NumBlocks)
 	return e, nil
 }
@@ -96,6 +111,9 @@ var (
 	// ErrTooLargeForCache reports a request that could never fit in the KV
 	// cache even alone; give the engine more blocks.
 	ErrTooLargeForCache = errors.New("vllmsim: request needs more KV blocks than the cache has")
+	// ErrUnknownLoRA reports a Request.LoRA that is not one of
+	// Config.LoRA.Adapters; it is a bad request, not worth retrying.
+	ErrUnknownLoRA = errors.New("vllmsim: unknown LoRA adapter")
 )
 
 // Request is the input of Engine.Add. The engine keeps the pointer; do not
@@ -117,6 +135,11 @@ type Request struct {
 	IgnoreEOS bool
 	// CacheSalt is mixed into the first block's identity (vLLM cache_salt).
 	CacheSalt string
+	// LoRA is the name of the adapter (one of Config.LoRA.Adapters) the request is
+	// served with, or "" for the base model. It is mixed into every block's
+	// identity, and the scheduler admits the request only while the batch
+	// has room for its adapter (Config.LoRA.MaxLoRAs).
+	LoRA string
 	// Seed selects the output tokens; 0 derives it from the engine seed and
 	// the prompt, so identical prompts give identical outputs.
 	Seed uint64
@@ -267,6 +290,15 @@ type KVEvent struct {
 	// Tokens are the tokens of the stored blocks (len = len(Keys)×BlockSize).
 	Tokens    []uint32
 	BlockSize int
+	// LoRA is the adapter name of the request that stored the blocks
+	// (lora_name, an extra key of every block) and LoRAID its server-local
+	// id (lora_id, from 1); "" and 0 without one. BlockStored only.
+	LoRA   string
+	LoRAID int
+	// Salt is the request's cache salt when Keys[0] is the request's first
+	// block (it is that block's extra key, after LoRA), else "".
+	// BlockStored only.
+	Salt string
 }
 
 // StepOutput is the result of one engine step. It is reused by the next
@@ -339,6 +371,8 @@ func (e *Engine) Add(req *Request, now time.Duration) (*Seq, error) {
 		return nil, fmt.Errorf("%w: %d prompt + %d output tokens > max_model_len %d", ErrPromptTooLong, n, req.MaxTokens, e.cfg.MaxModelLen)
 	case (n+req.MaxTokens+e.cfg.BlockSize-1)/e.cfg.BlockSize > e.cfg.NumBlocks:
 		return nil, fmt.Errorf("%w: %d tokens, %d blocks of %d", ErrTooLargeForCache, n+req.MaxTokens, e.cfg.NumBlocks, e.cfg.BlockSize)
+	case req.LoRA != "" && e.loraIDs[req.LoRA] == 0:
+		return nil, fmt.Errorf("%w: %q", ErrUnknownLoRA, req.LoRA)
 	}
 	s := &Seq{Req: req, promptLen: n, Arrival: now}
 	if cap(req.Prompt)-n >= req.MaxTokens {
@@ -511,8 +545,21 @@ func (e *Engine) Schedule(now time.Duration) (d time.Duration, ok bool) {
 		}
 	}
 	// Then the waiting queue, FIFO, unless this step preempted.
-	for !preempted && len(e.waiting) > 0 && budget > 0 && len(e.running) < e.cfg.MaxNumSeqs {
-		s := e.waiting[0]
+	if e.loraIDs != nil {
+		e.loras = appendLoRAs(e.loras[:0], e.stepped)
+	}
+	for i := 0; !preempted && i < len(e.waiting) && budget > 0 && len(e.running) < e.cfg.MaxNumSeqs; {
+		s := e.waiting[i]
+		// As vLLM V1's Scheduler.schedule: a request whose adapter would
+		// exceed max_loras is skipped, not waited for. The scan goes on to
+		// the requests behind it (base-model requests and those of adapters
+		// already in the batch), and the skipped ones stay at the head of
+		// the queue in their order (vLLM pops them into
+		// skipped_waiting_requests and prepends them back after the loop).
+		if !e.loraFits(s.Req.LoRA) {
+			i++
+			continue
+		}
 		hitBlocks := 0
 		if !s.admitted || s.numComputed == 0 {
 			hitBlocks = e.prefixHit(s)
@@ -521,7 +568,7 @@ func (e *Engine) Schedule(now time.Duration) (d time.Duration, ok bool) {
 			if !e.admitRemote(s, now, hitBlocks) {
 				break
 			}
-			e.waiting = e.waiting[1:]
+			e.popWaiting(i)
 			continue
 		}
 		computed := hitBlocks * e.cfg.BlockSize
@@ -529,10 +576,13 @@ func (e *Engine) Schedule(now time.Duration) (d time.Duration, ok bool) {
 		if !e.allocate(s, computed+n, hitBlocks) {
 			break
 		}
-		e.waiting = e.waiting[1:]
+		e.popWaiting(i)
 		e.admit(s, now, computed)
 		e.running = append(e.running, s)
 		e.schedule(s, n)
+		if s.Req.LoRA != "" && !slices.Contains(e.loras, s.Req.LoRA) {
+			e.loras = append(e.loras, s.Req.LoRA)
+		}
 		budget -= n
 		prefill += n
 	}
@@ -552,6 +602,45 @@ func (e *Engine) Schedule(now time.Duration) (d time.Duration, ok bool) {
 		time.Duration(decodeSeqs)*e.cfg.DecodePerSeq +
 		time.Duration(ctx)*e.cfg.DecodePerContextToken
 	return d, true
+}
+
+// popWaiting removes e.waiting[i], keeping the order of the others.
+func (e *Engine) popWaiting(i int) {
+	if i == 0 {
+		e.waiting = e.waiting[1:]
+		return
+	}
+	e.waiting = slices.Delete(e.waiting, i, i+1)
+}
+
+// loraFits reports whether a request for adapter lora may join the batch
+// whose adapters are e.loras: it has none, its adapter is already there, or
+// there are fewer than Config.LoRA.MaxLoRAs.
+func (e *Engine) loraFits(lora string) bool {
+	return lora == "" || len(e.loras) < e.cfg.LoRA.MaxLoRAs || slices.Contains(e.loras, lora)
+}
+
+// appendLoRAs appends the distinct adapters of seqs not yet in dst, in
+// order of first appearance.
+func appendLoRAs(dst []string, seqs []*Seq) []string {
+	for _, s := range seqs {
+		if l := s.Req.LoRA; l != "" && !slices.Contains(dst, l) {
+			dst = append(dst, l)
+		}
+	}
+	return dst
+}
+
+// LoRAs returns the distinct adapters of the running requests and of the
+// waiting ones (including P/D decode requests waiting for their KV), each
+// in order of first appearance: the running_lora_adapters and
+// waiting_lora_adapters of vllm:lora_requests_info. An adapter can be in
+// both.
+func (e *Engine) LoRAs() (running, waiting []string) {
+	running = appendLoRAs(nil, e.running)
+	waiting = appendLoRAs(nil, e.waiting)
+	waiting = appendLoRAs(waiting, e.remote)
+	return running, waiting
 }
 
 func (e *Engine) admit(s *Seq, now time.Duration, computed int) {
@@ -614,7 +703,11 @@ func (e *Engine) ensureHashes(s *Seq, nblocks int) {
 		if i == 0 {
 			salt = s.Req.CacheSalt
 		}
-		s.tail = e.hasher.HashBlock(s.tail, s.tokens[i*bs:(i+1)*bs], salt)
+		if s.Req.LoRA != "" {
+			s.tail = e.loraHasher.HashBlockLoRA(s.tail, s.tokens[i*bs:(i+1)*bs], s.Req.LoRA, salt)
+		} else {
+			s.tail = e.hasher.HashBlock(s.tail, s.tokens[i*bs:(i+1)*bs], salt)
+		}
 		s.keys = append(s.keys, s.tail.Key())
 	}
 }
@@ -654,10 +747,10 @@ func (e *Engine) allocate(s *Seq, upTo, hitBlocks int) bool {
 			bs := e.cfg.BlockSize
 			start := len(e.keys)
 			e.keys = append(e.keys, s.keys[:hitBlocks]...)
-			e.out.Events = append(e.out.Events, KVEvent{
+			e.out.Events = append(e.out.Events, e.stored(s, KVEvent{
 				Kind: BlockStored, Keys: e.keys[start:len(e.keys):len(e.keys)],
 				Tokens: s.tokens[: hitBlocks*bs : hitBlocks*bs], BlockSize: bs,
-			})
+			}))
 		}
 	}
 	s.blocks = e.pool.allocate(s.blocks, newBlocks)
@@ -701,8 +794,19 @@ func (e *Engine) cacheFull(s *Seq, upTo int) {
 	if s.numCached > 0 {
 		ev.Parent, ev.HasParent = s.keys[s.numCached-1], true
 	}
-	e.out.Events = append(e.out.Events, ev)
+	e.out.Events = append(e.out.Events, e.stored(s, ev))
 	s.numCached = full
+}
+
+// stored fills in the request-level fields of a BlockStored event of s.
+func (e *Engine) stored(s *Seq, ev KVEvent) KVEvent {
+	if l := s.Req.LoRA; l != "" {
+		ev.LoRA, ev.LoRAID = l, e.loraIDs[l]
+	}
+	if !ev.HasParent {
+		ev.Salt = s.Req.CacheSalt
+	}
+	return ev
 }
 
 func (e *Engine) preempt(s *Seq) {
@@ -739,9 +843,15 @@ func (e *Engine) admitRemote(s *Seq, now time.Duration, hitBlocks int) bool {
 // promoteRemote moves decode requests whose KV has arrived to running: all
 // prompt tokens but the last count as computed, as in vLLM.
 func (e *Engine) promoteRemote(now time.Duration) {
+	if len(e.remote) == 0 {
+		return
+	}
+	if e.loraIDs != nil {
+		e.loras = appendLoRAs(e.loras[:0], e.running)
+	}
 	j := 0
 	for _, s := range e.remote {
-		if s.readyAt > now || len(e.running) >= e.cfg.MaxNumSeqs {
+		if s.readyAt > now || len(e.running) >= e.cfg.MaxNumSeqs || !e.loraFits(s.Req.LoRA) {
 			e.remote[j] = s
 			j++
 			continue
@@ -749,6 +859,9 @@ func (e *Engine) promoteRemote(now time.Duration) {
 		s.numComputed = s.promptLen - 1
 		e.cacheFull(s, s.numComputed)
 		e.running = append(e.running, s)
+		if s.Req.LoRA != "" && !slices.Contains(e.loras, s.Req.LoRA) {
+			e.loras = append(e.loras, s.Req.LoRA)
+		}
 	}
 	clear(e.remote[j:])
 	e.remote = e.remote[:j]
@@ -879,8 +992,10 @@ func (e *Engine) RangeCached(f func(key uint64) bool) {
 }
 
 // BlockKeys appends to dst the keys of the full blocks of tokens as this
-// engine identifies them (with salt on the first block).
-func (e *Engine) BlockKeys(dst []uint64, tokens []uint32, salt string) []uint64 {
+// engine identifies them for a request with adapter lora ("" for none) and
+// salt (on the first block). An adapter needs Config.LoRA (any name is
+// hashed, served or not); without, lora is ignored.
+func (e *Engine) BlockKeys(dst []uint64, tokens []uint32, lora, salt string) []uint64 {
 	bs := e.cfg.BlockSize
 	var parent Hash
 	for i := 0; (i+1)*bs <= len(tokens); i++ {
@@ -888,7 +1003,11 @@ func (e *Engine) BlockKeys(dst []uint64, tokens []uint32, salt string) []uint64 
 		if i == 0 {
 			s = salt
 		}
-		parent = e.hasher.HashBlock(parent, tokens[i*bs:(i+1)*bs], s)
+		if lora != "" && e.loraHasher != nil {
+			parent = e.loraHasher.HashBlockLoRA(parent, tokens[i*bs:(i+1)*bs], lora, s)
+		} else {
+			parent = e.hasher.HashBlock(parent, tokens[i*bs:(i+1)*bs], s)
+		}
 		dst = append(dst, parent.Key())
 	}
 	return dst

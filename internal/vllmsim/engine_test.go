@@ -116,8 +116,8 @@ func TestEngineLRUEvictionOrderAndEvents(t *testing.T) {
 	sa := add("a", a)
 	step()
 	require.Equal(t, vllmsim.FinishLength, sa.Finish())
-	keysA := eng.BlockKeys(nil, a, "")
-	keysB := eng.BlockKeys(nil, b, "")
+	keysA := eng.BlockKeys(nil, a, "", "")
+	keysB := eng.BlockKeys(nil, b, "", "")
 	assert.Equal(t, keysA, stored)
 	assert.Equal(t, 4, eng.CachedPrefix(keysA)) // unreferenced but cached
 	assert.Equal(t, 8, eng.Stats().FreeBlocks)
@@ -293,7 +293,7 @@ func TestEngineReportsReusedBlocksInFullMode(t *testing.T) {
 		}
 		return stored, parents
 	}
-	keys := eng.BlockKeys(nil, prompt, "")
+	keys := eng.BlockKeys(nil, prompt, "", "")
 	stored, _ := collect(false)
 	assert.Equal(t, [][]uint64{keys}, stored)
 	stored, _ = collect(false)

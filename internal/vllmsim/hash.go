@@ -68,6 +68,20 @@ func (f BlockHasherFunc) HashBlock(parent Hash, tokens []uint32, salt string) Ha
 	return f(parent, tokens, salt)
 }
 
+// LoRABlockHasher is a BlockHasher that also keys blocks by the request's
+// LoRA adapter, as vLLM does (the adapter name is an extra key of every
+// block, before the cache salt), so that the same tokens with and without
+// an adapter, or with two adapters, never share a block. An Engine with
+// Config.LoRA needs one; FastHasher and VLLMHasher are.
+//
+// Implementations must be deterministic and safe for concurrent use.
+type LoRABlockHasher interface {
+	BlockHasher
+	// HashBlockLoRA is HashBlock for a request served with the adapter
+	// named lora; with lora "" it must equal HashBlock.
+	HashBlockLoRA(parent Hash, tokens []uint32, lora, salt string) Hash
+}
+
 // FastHasher is the default BlockHasher: a 64-bit XXH3 chain, seeded. It is
 // not vLLM's algorithm (use a vllmhash-backed BlockHasher for that) but it is
 // about 5× cheaper per 16-token block than vLLM's sha256_cbor through
@@ -80,7 +94,10 @@ type FastHasher struct {
 	Seed uint64
 }
 
-var _ BlockHasher = FastHasher{}
+var (
+	_ LoRABlockHasher = FastHasher{}
+	_ LoRABlockHasher = vllmHasher{}
+)
 
 // HashBlock implements BlockHasher.
 func (f FastHasher) HashBlock(parent Hash, tokens []uint32, salt string) Hash {
@@ -112,22 +129,42 @@ func (f FastHasher) HashBlock(parent Hash, tokens []uint32, salt string) Hash {
 	return h
 }
 
+// HashBlockLoRA implements LoRABlockHasher: the adapter name perturbs the
+// seed.
+func (f FastHasher) HashBlockLoRA(parent Hash, tokens []uint32, lora, salt string) Hash {
+	if lora != "" {
+		f.Seed = mix64(f.Seed^xxh3.HashString(lora), 0x10a)
+	}
+	return f.HashBlock(parent, tokens, salt)
+}
+
 // VLLMHasher adapts a prefix/vllmhash Hasher (vLLM's own block hashes:
 // sha256, sha256_cbor, xxhash, xxhash_cbor with a PYTHONHASHSEED) to
-// BlockHasher. The cache salt becomes the first block's extra key, as in
-// vLLM.
-func VLLMHasher(h *vllmhash.Hasher) BlockHasher { return vllmHasher{h} }
+// LoRABlockHasher. The extra keys of a block are, in vLLM's order, the
+// LoRA name (every block) and the cache salt (first block only).
+func VLLMHasher(h *vllmhash.Hasher) LoRABlockHasher { return vllmHasher{h} }
 
 type vllmHasher struct{ h *vllmhash.Hasher }
 
 func (v vllmHasher) HashBlock(parent Hash, tokens []uint32, salt string) Hash {
+	return v.HashBlockLoRA(parent, tokens, "", salt)
+}
+
+func (v vllmHasher) HashBlockLoRA(parent Hash, tokens []uint32, lora, salt string) Hash {
 	var p vllmhash.Digest
 	if !parent.IsZero() {
 		p, _ = vllmhash.DigestFromBytes(parent.b[:parent.n]) // our own 16- or 32-byte digests
 	}
-	var extra []vllmhash.Key
+	var buf [2]vllmhash.Key
+	extra := buf[:0]
+	if lora != "" {
+		extra = append(extra, vllmhash.Str(lora))
+	}
 	if salt != "" {
-		extra = []vllmhash.Key{vllmhash.Str(salt)}
+		extra = append(extra, vllmhash.Str(salt))
+	}
+	if len(extra) == 0 {
+		extra = nil // Python None, not ()
 	}
 	d := v.h.HashBlock(p, tokens, extra)
 	var out Hash

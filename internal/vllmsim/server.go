@@ -239,7 +239,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) BlockKeys(tokens []uint32) []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.eng.BlockKeys(nil, tokens, "")
+	return s.eng.BlockKeys(nil, tokens, "", "")
 }
 
 // Shutdown makes the server answer 503 to new generation requests and to
