@@ -6,8 +6,11 @@
 // per step, a FIFO waiting queue, chunked prefill, recompute preemption, a
 // prefix cache of fixed-size chained blocks with LRU eviction of
 // unreferenced blocks (freed tail first) and the KV events vLLM would
-// publish, NixlConnector-style remote prefill, and a timing model in which
-// prefill costs time per uncached token and decode steps slow down with
+// publish, LoRA adapters (Config.LoRA: the max_loras admission rule of
+// vLLM V1's scheduler, the adapter name as every block's extra hash key,
+// lora_id and lora_name in BlockStored), NixlConnector-style remote
+// prefill, and a timing model in which prefill costs time per uncached
+// token and decode steps slow down with
 // batch size and context (Config; presets Qwen3_32B_H100x2, Qwen3_8B_H100,
 // Fast, with their calibration documented). Engine is a pure state machine
 // over a caller-supplied notion of time, deterministic given its seed, so
@@ -18,10 +21,12 @@
 // /v1/completions and /v1/chat/completions (JSON and SSE, usage with
 // prompt_tokens_details.cached_tokens, stream_options.include_usage,
 // max_tokens/max_completion_tokens, ignore_eos, kv_transfer_params),
-// /v1/models, /health, /tokenize, /detokenize, /metrics (vLLM's exact names,
-// types, labels and number formatting) and vLLM-like errors; it publishes
-// KV events over ZeroMQ in vLLM's wire format with sha256_cbor block hashes
-// (internal/kvpublish, kvcache/kvevents, prefix/vllmhash).
+// /v1/models (with a card per LoRA adapter; a request names an adapter by
+// its "model"), /health, /tokenize, /detokenize, /metrics (vLLM's exact
+// names, types, labels and number formatting, vllm:lora_requests_info with
+// adapters) and vLLM-like errors; it publishes KV events over ZeroMQ in
+// vLLM's wire format with sha256_cbor block hashes (internal/kvpublish,
+// kvcache/kvevents, prefix/vllmhash).
 //
 // Usage:
 //
@@ -45,7 +50,9 @@
 //
 // What it does not do: compute anything a model would (output tokens are
 // seeded pseudo-random ids, printable ASCII by default), n > 1, logprobs,
-// speculative decoding, LoRA, multimodal inputs, pipeline or data
-// parallelism (one engine, engine="0"), priority scheduling, or bytes-mode
-// KV-event hashes (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0).
+// speculative decoding, LoRA timing (adapters cost nothing; no
+// --max-cpu-loras swapping, no dynamic loading), multimodal inputs,
+// pipeline or data parallelism (one engine, engine="0"), priority
+// scheduling, or bytes-mode KV-event hashes
+// (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0).
 package vllmsim

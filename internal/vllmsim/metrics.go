@@ -54,6 +54,34 @@ type serverMetrics struct {
 	ttft, itl, tpot, e2e, queue, inference, prefill, decode *histogram
 	promptTokens, genTokens                                 *histogram
 	created                                                 float64
+
+	// lora holds vllm:lora_requests_info's series in the order their label
+	// combinations first appeared; loraIdx indexes it by labels.
+	lora    []loraSeries
+	loraIdx map[string]int
+}
+
+type loraSeries struct {
+	labels string // max_lora="…",running_lora_adapters="…",waiting_lora_adapters="…"
+	ts     float64
+}
+
+// setLoRAs sets the series for this combination to ts (Unix seconds),
+// adding it if new. The old combinations keep their last time, as with
+// prometheus_client's labels(...).set_to_current_time().
+func (m *serverMetrics) setLoRAs(maxLoRAs int, running, waiting []string, ts float64) {
+	labels := `max_lora="` + strconv.Itoa(maxLoRAs) +
+		`",running_lora_adapters="` + escapeLabel(strings.Join(running, ",")) +
+		`",waiting_lora_adapters="` + escapeLabel(strings.Join(waiting, ",")) + `"`
+	if i, ok := m.loraIdx[labels]; ok {
+		m.lora[i].ts = ts
+		return
+	}
+	if m.loraIdx == nil {
+		m.loraIdx = make(map[string]int)
+	}
+	m.loraIdx[labels] = len(m.lora)
+	m.lora = append(m.lora, loraSeries{labels: labels, ts: ts})
 }
 
 func newServerMetrics(maxLen int, created float64) *serverMetrics {

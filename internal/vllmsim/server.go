@@ -197,6 +197,7 @@ func NewServer(cfg Config, opts ...ServerOption) (*Server, error) {
 	s.eng, s.cfg = eng, eng.Config()
 	s.start = s.clock()
 	s.metrics = newServerMetrics(s.cfg.MaxModelLen, float64(s.start.UnixNano())/1e9)
+	s.recordLoRAs()
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /v1/completions", s.handleCompletions)
 	s.mux.HandleFunc("POST /v1/chat/completions", s.handleChat)
@@ -329,6 +330,7 @@ func (s *Server) Run(ctx context.Context) error {
 			batch = s.kvBatch(out.Events)
 		}
 		releases, wakes := s.dispatch(out, wakes[:0])
+		s.recordLoRAs()
 		s.mu.Unlock()
 		// Publish before waking the handlers, so a step's KV events are out
 		// before its responses.
@@ -394,6 +396,17 @@ func (s *Server) dispatch(out *StepOutput, wakes []chan struct{}) ([]func(), []c
 	return releases, wakes
 }
 
+// recordLoRAs sets vllm:lora_requests_info for the engine's current
+// adapters to the current time, as vLLM's logger does after every step
+// (set_to_current_time). Called with s.mu held; a no-op without LoRA.
+func (s *Server) recordLoRAs() {
+	if s.cfg.LoRA == nil {
+		return
+	}
+	running, waiting := s.eng.LoRAs()
+	s.metrics.setLoRAs(s.cfg.LoRA.MaxLoRAs, running, waiting, float64(s.clock().UnixNano())/1e9)
+}
+
 // kvBatch converts engine events to vLLM's wire events. Called with s.mu
 // held (the event slices alias engine storage).
 func (s *Server) kvBatch(evs []KVEvent) *kvevents.Batch {
@@ -405,7 +418,10 @@ func (s *Server) kvBatch(evs []KVEvent) *kvevents.Batch {
 			e = kvevents.Event{
 				Type: kvevents.BlockStored, TokenIDs: append([]uint32(nil), ev.Tokens...), BlockSize: ev.BlockSize,
 				Medium: kvevents.Some("GPU"), GroupIdx: kvevents.Some[int64](0),
-				KVCacheSpecKind: kvevents.Some("full_attention"), ExtraKeys: noneList(len(ev.Keys)),
+				KVCacheSpecKind: kvevents.Some("full_attention"), ExtraKeys: extraKeys(len(ev.Keys), ev.LoRA, ev.Salt),
+			}
+			if ev.LoRA != "" {
+				e.LoRAID, e.LoRAName = kvevents.Some(int64(ev.LoRAID)), kvevents.Some(ev.LoRA)
 			}
 			if ev.HasParent {
 				e.ParentBlockHash = kvevents.Some(kvevents.HashUint64(ev.Parent))
@@ -423,22 +439,59 @@ func (s *Server) kvBatch(evs []KVEvent) *kvevents.Batch {
 	return b
 }
 
-// noneList is the msgpack encoding of a list of n Nones (extra_keys of
-// blocks without extra keys).
-func noneList(n int) []byte {
-	var b []byte
-	switch {
-	case n < 16:
-		b = append(b, 0x90|byte(n))
-	case n < 1<<16:
-		b = append(b, 0xdc, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	for range n {
-		b = append(b, 0xc0)
+// extraKeys is the msgpack encoding of the extra_keys of n blocks, as
+// msgspec writes vLLM's list of per-block tuples: each block's entry is
+// None, or an array of the adapter name (every block) and the cache salt
+// (salt is non-empty only when the first block is the request's first).
+func extraKeys(n int, lora, salt string) []byte {
+	b := appendMsgpackHead(nil, 0x90, 0xdc, n)
+	for i := range n {
+		k := 0
+		if lora != "" {
+			k++
+		}
+		if salt != "" && i == 0 {
+			k++
+		}
+		if k == 0 {
+			b = append(b, 0xc0)
+			continue
+		}
+		b = append(b, 0x90|byte(k))
+		if lora != "" {
+			b = appendMsgpackStr(b, lora)
+		}
+		if salt != "" && i == 0 {
+			b = appendMsgpackStr(b, salt)
+		}
 	}
 	return b
+}
+
+// appendMsgpackHead appends an array or str header for n items: fix (the
+// fix byte ORed with n) below 16 (arrays) or 32 (strings), else the 16- or
+// 32-bit form (fix16, then fix16+1 for 32-bit).
+func appendMsgpackHead(b []byte, fix, fix16 byte, n int) []byte {
+	limit := 16
+	if fix == 0xa0 {
+		limit = 32
+	}
+	switch {
+	case n < limit:
+		return append(b, fix|byte(n))
+	case n < 1<<16:
+		return append(b, fix16, byte(n>>8), byte(n))
+	}
+	return append(b, fix16+1, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendMsgpackStr(b []byte, v string) []byte {
+	if len(v) >= 32 && len(v) < 256 {
+		b = append(b, 0xd9, byte(len(v))) // str8
+	} else {
+		b = appendMsgpackHead(b, 0xa0, 0xda, len(v))
+	}
+	return append(b, v...)
 }
 
 // --- HTTP handlers ---
@@ -453,19 +506,31 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
 	created := s.clock().Unix()
-	writeJSON(w, map[string]any{
-		"object": "list",
-		"data": []any{map[string]any{
-			"id": s.cfg.Model, "object": "model", "created": created, "owned_by": "vllm",
-			"root": s.cfg.Model, "parent": nil, "max_model_len": s.cfg.MaxModelLen,
+	card := func(id, root string, parent any, maxLen any) map[string]any {
+		return map[string]any{
+			"id": id, "object": "model", "created": created, "owned_by": "vllm",
+			"root": root, "parent": parent, "max_model_len": maxLen,
 			"permission": []any{map[string]any{
 				"id": "modelperm-" + s.newID(), "object": "model_permission", "created": created,
 				"allow_create_engine": false, "allow_sampling": true, "allow_logprobs": true,
 				"allow_search_indices": false, "allow_view": true, "allow_fine_tuning": false,
 				"organization": "*", "group": nil, "is_blocking": false,
 			}},
-		}},
-	})
+		}
+	}
+	data := []any{card(s.cfg.Model, s.cfg.Model, nil, s.cfg.MaxModelLen)}
+	if s.cfg.LoRA != nil {
+		// As vLLM's show_available_models: one card per adapter, its parent
+		// the base model, its root the adapter's path, no max_model_len.
+		for _, l := range s.cfg.LoRA.Adapters {
+			root := l.Path
+			if root == "" {
+				root = l.Name
+			}
+			data = append(data, card(l.Name, root, s.cfg.Model, nil))
+		}
+	}
+	writeJSON(w, map[string]any{"object": "list", "data": data})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -483,11 +548,26 @@ func (s *Server) newID() string {
 	return fmt.Sprintf("%016x%016x", mix64(s.seed, n), mix64(s.seed^0xabcdef, n))
 }
 
+// checkModel accepts the base model, a served LoRA adapter and "" (the
+// base model).
 func (s *Server) checkModel(model string) *APIError {
-	if model != "" && model != s.cfg.Model {
+	if model != "" && model != s.cfg.Model && s.adapter(model) == "" {
 		return &APIError{Code: http.StatusNotFound, Type: "NotFoundError", Message: fmt.Sprintf("The model `%s` does not exist.", model), Param: "model"}
 	}
 	return nil
+}
+
+// adapter returns model if it names a served LoRA adapter, else "".
+func (s *Server) adapter(model string) string {
+	if s.cfg.LoRA == nil || model == "" {
+		return ""
+	}
+	for _, l := range s.cfg.LoRA.Adapters {
+		if l.Name == model {
+			return model
+		}
+	}
+	return ""
 }
 
 func readBody(r *http.Request) ([]byte, *APIError) {
@@ -512,7 +592,8 @@ func (s *Server) unavailable(w http.ResponseWriter) bool {
 // genRequest is a parsed generation request, common to both endpoints.
 type genRequest struct {
 	chat      bool
-	model     string
+	model     string // the "model" of responses: the base model or the adapter
+	lora      string // the adapter, or ""
 	prompt    []uint32
 	maxTokens int
 	params    *commonParams
@@ -551,6 +632,9 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	g := &genRequest{model: s.cfg.Model, params: &req.commonParams}
+	if g.lora = s.adapter(req.Model); g.lora != "" {
+		g.model = g.lora
+	}
 	if req.Prompt.IsText {
 		addSpecial := req.AddSpecialTokens == nil || *req.AddSpecialTokens
 		g.prompt, err = s.tok.Encode(req.Prompt.Text, addSpecial)
@@ -575,6 +659,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	g := &genRequest{chat: true, model: s.cfg.Model, params: &req.commonParams}
+	if g.lora = s.adapter(req.Model); g.lora != "" {
+		g.model = g.lora
+	}
 	g.prompt, err = s.renderChat(req.Messages, req.AddGenerationPrompt, req.ContinueFinalMessage, req.AddSpecialTokens)
 	if err != nil {
 		writeErr(w, err)
@@ -646,7 +733,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 	}
 	respID := prefix + id
 	engID := respID + "-0"
-	ereq := &Request{ID: engID, Prompt: g.prompt, MaxTokens: g.maxTokens, IgnoreEOS: g.params.IgnoreEOS}
+	ereq := &Request{ID: engID, Prompt: g.prompt, MaxTokens: g.maxTokens, IgnoreEOS: g.params.IgnoreEOS, LoRA: g.lora}
 	if g.params.CacheSalt != nil {
 		ereq.CacheSalt = *g.params.CacheSalt
 	}
@@ -1058,6 +1145,14 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	mw.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", m.decode)
 	mw.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", m.promptTokens)
 	mw.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", m.genTokens)
+	if len(m.lora) > 0 {
+		// Registered before cache_config_info, as in vLLM's logger; every
+		// label combination ever set, oldest first, none removed.
+		mw.header("vllm:lora_requests_info", "Running stats on lora requests.", "gauge")
+		for _, l := range m.lora {
+			mw.sample("vllm:lora_requests_info", l.labels, l.ts)
+		}
+	}
 	mw.header("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", "gauge")
 	mw.sample("vllm:cache_config_info", s.cacheConfigLabels(), 1)
 	mw.end()
