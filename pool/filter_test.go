@@ -95,7 +95,7 @@ func testScrapeNameFilter(t *testing.T, opts ...pool.Option) {
 		{name: "ignores the filter", answer: ignores, want: [][]string{names, names, names}},
 		{name: "multiprocess mode: empty page", answer: multiprocess, want: [][]string{names, nil, nil, nil}},
 		{name: "rejects the parameter", answer: rejects, want: [][]string{names, nil, nil, nil}},
-		{name: "fails either way: keeps trying both", answer: broken, want: [][]string{names, nil, names, nil, names, nil},
+		{name: "fails either way: the whole page is tried again only every 20th scrape", answer: broken, want: [][]string{names, nil, names, names},
 			wantErr: "HTTP 500 Internal Server Error"},
 		{name: "filter off", answer: restricted, noFilt: true, want: [][]string{nil, nil, nil}},
 		{name: "rate limited: no second request", answer: limited, want: [][]string{names, names, names},
@@ -126,6 +126,52 @@ func testScrapeNameFilter(t *testing.T, opts ...pool.Option) {
 			assert.Equal(t, tt.want, fs.take())
 		})
 	}
+
+	t.Run("fails either way, then heals: the whole page every 20th scrape, then at once after a good one", func(t *testing.T) {
+		var mu sync.Mutex
+		healed := false
+		fs := &filterServer{answer: func(w http.ResponseWriter, names []string, filtered bool) {
+			mu.Lock()
+			ok := healed
+			mu.Unlock()
+			switch {
+			case ok && !filtered:
+				_, _ = w.Write([]byte(full))
+			case ok:
+				_, _ = w.Write([]byte(pooltest.Restrict(full, names)))
+			case filtered:
+				http.Error(w, "no", http.StatusNotFound)
+			default:
+				http.Error(w, "engine dead", http.StatusInternalServerError)
+			}
+		}}
+		srv := httptest.NewServer(fs)
+		defer srv.Close()
+		p := pool.New()
+		e := storeEP(t, p, "a", hostPort(srv))
+		s, err := pool.NewScraper(p, opts...)
+		require.NoError(t, err)
+		defer s.CloseIdleConnections()
+		for range 21 {
+			s.Scrape(context.Background())
+			assert.ErrorContains(t, e.Status().Err, "HTTP 500 Internal Server Error")
+		}
+		got := fs.take()
+		require.Len(t, got, 23)
+		for i, n := range got {
+			if i == 1 || i == 22 {
+				assert.Nil(t, n, "request %d is for the whole page", i)
+			} else {
+				assert.Equal(t, names, n, "request %d is filtered", i)
+			}
+		}
+		mu.Lock()
+		healed = true
+		mu.Unlock()
+		s.Scrape(context.Background())
+		require.NoError(t, e.Status().Err)
+		assert.Equal(t, [][]string{names}, fs.take())
+	})
 
 	t.Run("a new URL tries the filter again; a URL with a query keeps it", func(t *testing.T) {
 		fs := &filterServer{answer: multiprocess}

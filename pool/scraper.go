@@ -50,13 +50,18 @@ type target struct {
 
 	l    *live // fixed: targets are keyed by membership
 	ep   *Endpoint
-	base string                // the endpoint's metrics URL, from the URL option
-	url  string                // base with the name filter, or base when full is set
-	full bool                  // the endpoint did not answer the filtered request: scrape whole pages
-	h1   atomic.Pointer[http1] // nil when scraping through net/http; read by abortAll
-	buf  bytes.Buffer          // reused page buffer
-	prev *Metrics              // last good scrape, for reusing its LoRA name slices
-	memo lineMemo              // its label-heavy lines, for not parsing them again
+	base string // the endpoint's metrics URL, from the URL option
+	url  string // base with the name filter, or base when full is set
+	full bool   // the endpoint did not answer the filtered request: scrape whole pages
+	// hold counts the rejected filtered scrapes still to go without trying the
+	// whole page, after a whole-page try failed too (holdErr, its error): an
+	// endpoint that fails either way gets one request per scrape, not two.
+	hold    int
+	holdErr error
+	h1      atomic.Pointer[http1] // nil when scraping through net/http; read by abortAll
+	buf     bytes.Buffer          // reused page buffer
+	prev    *Metrics              // last good scrape, for reusing its LoRA name slices
+	memo    lineMemo              // its label-heavy lines, for not parsing them again
 
 	// kick wakes Run's worker, if started, for one scrape; closing it stops
 	// the worker. Sent to and closed only under Scraper.mu.
@@ -143,6 +148,8 @@ func WithHTTPClient(c *http.Client) Option { return optionFunc(func(cfg *config)
 // parameters: when a filtered scrape gives a page without the required
 // series or a 4xx status, the scraper fetches the whole page at once and, if
 // that works, keeps scraping that endpoint unfiltered until its URL changes.
+// If the whole page fails too, it is tried again only every 20th scrape, so
+// an endpoint that fails either way gets one request per scrape, not two.
 func WithNameFilter(on bool) Option { return optionFunc(func(c *config) { c.noFilter = !on }) }
 
 // WithURL sets how an endpoint's metrics URL is built. The default is
@@ -374,7 +381,7 @@ func (s *Scraper) setEndpoint(tg *target, ep *Endpoint) {
 		tg.ep = ep
 		return
 	}
-	tg.ep, tg.base, tg.full = ep, base, false
+	tg.ep, tg.base, tg.full, tg.hold = ep, base, false, 0
 	s.setURL(tg, s.filtered(base))
 }
 
@@ -419,11 +426,23 @@ func (s *Scraper) setURL(tg *target, u string) {
 	}
 }
 
+// fallbackEvery is how often (in scrapes) an endpoint that rejects the name
+// filter and also failed without it gets the whole page tried again: once a
+// second at the default interval.
+const fallbackEvery = 20
+
 // scrape fetches and parses one page and records the outcome in l.
 func (s *Scraper) scrape(ctx context.Context, tg *target, watch bool) {
 	l := tg.l
 	r, err := s.fetch(ctx, tg, watch)
-	if err != nil && ctx.Err() == nil && s.query != "" && !tg.full && rejectedFilter(err) {
+	switch {
+	case err == nil:
+		tg.hold = 0
+	case ctx.Err() != nil || s.query == "" || tg.full || !rejectedFilter(err):
+	case tg.hold > 0:
+		tg.hold--
+		err = fmt.Errorf("%w (without the name filter, at most every %d scrapes: %w)", err, fallbackEvery, tg.holdErr)
+	default:
 		// See WithNameFilter: try the whole page, and stay with it if it
 		// works.
 		s.setURL(tg, tg.base)
@@ -431,6 +450,7 @@ func (s *Scraper) scrape(ctx context.Context, tg *target, watch bool) {
 			tg.full = true
 		} else {
 			s.setURL(tg, s.filtered(tg.base))
+			tg.hold, tg.holdErr = fallbackEvery-1, err
 		}
 	}
 	if ctx.Err() != nil {
