@@ -38,6 +38,9 @@ type http1 struct {
 	// from another goroutine); ref is conn's box, allocated once per dial.
 	active atomic.Pointer[connRef]
 	ref    *connRef
+	// aborted is set by an abort that cut the exchange under way (cleared
+	// when the next one starts): that failure is not the endpoint's.
+	aborted atomic.Bool
 }
 
 type connRef struct{ c net.Conn }
@@ -46,6 +49,7 @@ type connRef struct{ c net.Conn }
 // call from any goroutine.
 func (h *http1) abort() {
 	if r := h.active.Load(); r != nil {
+		h.aborted.Store(true)
 		_ = r.c.SetDeadline(time.Unix(1, 0))
 	}
 }
@@ -110,6 +114,7 @@ func (h *http1) get(ctx context.Context, watch bool, deadline time.Time, maxPage
 			_ = conn.SetDeadline(deadline)
 		}
 		h.deadline = deadline
+		h.aborted.Store(false)
 		h.active.Store(h.ref)
 		stop := func() bool { return false }
 		if watch {

@@ -456,6 +456,9 @@ func (s *Scraper) scrape(ctx context.Context, tg *target, watch bool) {
 	if ctx.Err() != nil {
 		return // shutting down: not the endpoint's fault
 	}
+	if h := tg.h1.Load(); err != nil && h != nil && h.aborted.Load() {
+		return // Run ended during this Scrape's exchange: not the endpoint's fault either
+	}
 	now := s.cfg.clock()
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {

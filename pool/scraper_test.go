@@ -418,3 +418,40 @@ func TestCancelMidScrapeHTTP1(t *testing.T) {
 	}
 	s.CloseIdleConnections()
 }
+
+// TestRunEndDoesNotFailConcurrentScrape: when Run ends it cuts every exchange
+// under way, including one of a Scrape call running beside it; that is not the
+// endpoint's failure, so the endpoint's status is left as it was (it used to
+// say "timed out").
+func TestRunEndDoesNotFailConcurrentScrape(t *testing.T) {
+	body := string(golden(t))
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		_, _ = io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	defer close(release)
+	p := pool.New()
+	e := storeEP(t, p, "a", hostPort(srv))
+	s, err := pool.NewScraper(p, pool.WithInterval(time.Hour))
+	require.NoError(t, err)
+	defer s.CloseIdleConnections()
+	scraped := make(chan struct{})
+	go func() { s.Scrape(context.Background()); close(scraped) }()
+	<-entered // the Scrape's exchange is under way
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, s.Run(ctx), context.Canceled) // its tick skips the busy endpoint; its end aborts
+	select {
+	case <-scraped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Scrape was not cut by Run's end")
+	}
+	assert.ErrorIs(t, e.Status().Err, pool.ErrNotScraped)
+	assert.Equal(t, 0, e.Status().Failures)
+}
