@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -171,6 +172,31 @@ func testScrapeNameFilter(t *testing.T, opts ...pool.Option) {
 		s.Scrape(context.Background())
 		require.NoError(t, e.Status().Err)
 		assert.Equal(t, [][]string{names}, fs.take())
+	})
+
+	t.Run("the whole-page retry shares the scrape's timeout", func(t *testing.T) {
+		// Each answer takes 0.6 of the timeout: either alone fits, both do not.
+		const timeout = 250 * time.Millisecond
+		fs := &filterServer{answer: func(w http.ResponseWriter, _ []string, filtered bool) {
+			time.Sleep(timeout * 6 / 10)
+			if filtered {
+				http.Error(w, "unknown query parameter", http.StatusBadRequest)
+				return
+			}
+			_, _ = w.Write([]byte(full))
+		}}
+		srv := httptest.NewServer(fs)
+		defer srv.Close()
+		p := pool.New()
+		e := storeEP(t, p, "a", hostPort(srv))
+		s, err := pool.NewScraper(p, append([]pool.Option{pool.WithTimeout(timeout)}, opts...)...)
+		require.NoError(t, err)
+		defer s.CloseIdleConnections()
+		s.Scrape(context.Background())
+		assert.ErrorIs(t, e.Status().Err, context.DeadlineExceeded)
+		got := fs.take() // the retry may not have reached the handler yet
+		require.NotEmpty(t, got)
+		assert.Equal(t, names, got[0])
 	})
 
 	t.Run("a new URL tries the filter again; a URL with a query keeps it", func(t *testing.T) {

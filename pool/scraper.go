@@ -110,7 +110,8 @@ func (f optionFunc) apply(c *config) { f(c) }
 func WithInterval(d time.Duration) Option { return optionFunc(func(c *config) { c.interval = d }) }
 
 // WithTimeout sets the time limit of one scrape, from connecting to reading the
-// whole page. The default is 1 s.
+// whole page, a whole-page retry after a rejected name filter included (see
+// [WithNameFilter]). The default is 1 s.
 func WithTimeout(d time.Duration) Option { return optionFunc(func(c *config) { c.timeout = d }) }
 
 // WithStaleAfter sets the age of the last good scrape after which an endpoint
@@ -434,7 +435,11 @@ const fallbackEvery = 20
 // scrape fetches and parses one page and records the outcome in l.
 func (s *Scraper) scrape(ctx context.Context, tg *target, watch bool) {
 	l := tg.l
-	r, err := s.fetch(ctx, tg, watch)
+	// One deadline for the scrape, the whole-page retry included: a scrape
+	// never takes longer than the timeout. Deadlines on connections follow
+	// the real clock, not the injected one.
+	deadline := time.Now().Add(s.cfg.timeout)
+	r, err := s.fetch(ctx, tg, watch, deadline)
 	switch {
 	case err == nil:
 		tg.hold = 0
@@ -446,7 +451,7 @@ func (s *Scraper) scrape(ctx context.Context, tg *target, watch bool) {
 		// See WithNameFilter: try the whole page, and stay with it if it
 		// works.
 		s.setURL(tg, tg.base)
-		if r, err = s.fetch(ctx, tg, watch); err == nil {
+		if r, err = s.fetch(ctx, tg, watch, deadline); err == nil {
 			tg.full = true
 		} else {
 			s.setURL(tg, s.filtered(tg.base))
@@ -474,11 +479,10 @@ func (s *Scraper) scrape(ctx context.Context, tg *target, watch bool) {
 	l.storeScraped(r, now)
 }
 
-func (s *Scraper) fetch(ctx context.Context, tg *target, watch bool) (*scraped, error) {
+func (s *Scraper) fetch(ctx context.Context, tg *target, watch bool, deadline time.Time) (*scraped, error) {
 	var page []byte
 	if h := tg.h1.Load(); h != nil {
-		// Deadlines on connections follow the real clock, not the injected one.
-		code, reason, body, err := h.get(ctx, watch, time.Now().Add(s.cfg.timeout), s.cfg.maxPage, &tg.buf)
+		code, reason, body, err := h.get(ctx, watch, deadline, s.cfg.maxPage, &tg.buf)
 		if err != nil {
 			return nil, fmt.Errorf("GET %s: %w", tg.base, err)
 		}
@@ -487,7 +491,7 @@ func (s *Scraper) fetch(ctx context.Context, tg *target, watch bool) (*scraped, 
 		}
 		page = body
 	} else {
-		if err := s.fetchNetHTTP(ctx, tg); err != nil {
+		if err := s.fetchNetHTTP(ctx, tg, deadline); err != nil {
 			return nil, err
 		}
 		page = tg.buf.Bytes()
@@ -505,8 +509,8 @@ func (s *Scraper) fetch(ctx context.Context, tg *target, watch bool) (*scraped, 
 }
 
 // fetchNetHTTP reads the page into tg.buf through net/http.
-func (s *Scraper) fetchNetHTTP(ctx context.Context, tg *target) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+func (s *Scraper) fetchNetHTTP(ctx context.Context, tg *target, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.url, nil)
 	if err != nil {
