@@ -68,6 +68,12 @@ type Config struct {
 	// which ByteTokenizer decodes to readable text.
 	VocabLow, VocabSize uint32
 
+	// DataParallelSize is vLLM's --data-parallel-size: how many engine
+	// cores, each with its own scheduler and KV cache, sit behind the one
+	// API server (Server). 0 and 1 both mean one engine. Engine itself
+	// ignores it (it is one core), and so does package fleetsim.
+	DataParallelSize int
+
 	// LoRA enables LoRA adapters (vLLM's --enable-lora, whose lora_config
 	// is None without it); nil means off. The pointer keeps Config
 	// comparable; do not modify the LoRAConfig after passing it.
@@ -118,6 +124,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: PrefillTokensPerSec %v must be > 0", ErrBadConfig, c.PrefillTokensPerSec)
 	case c.StepOverhead < 0 || c.DecodePerSeq < 0 || c.DecodePerContextToken < 0 || c.TransferPerBlock < 0 || c.KVLease < 0:
 		return fmt.Errorf("%w: durations must be >= 0", ErrBadConfig)
+	case c.DataParallelSize < 0:
+		return fmt.Errorf("%w: DataParallelSize %d must be >= 1 (0 means 1)", ErrBadConfig, c.DataParallelSize)
 	case c.StepOverhead+c.DecodePerSeq <= 0:
 		return fmt.Errorf("%w: StepOverhead + DecodePerSeq must be > 0 so that decoding takes time", ErrBadConfig)
 	}
@@ -162,6 +170,9 @@ func (c *Config) validateLoRAs() error {
 	c.LoRA = &lc
 	return nil
 }
+
+// dataParallelSize is DataParallelSize with 0 read as 1.
+func (c *Config) dataParallelSize() int { return max(c.DataParallelSize, 1) }
 
 // KVCapacityTokens is NumBlocks × BlockSize (vLLM's kv_cache_size_tokens).
 func (c Config) KVCapacityTokens() int { return c.NumBlocks * c.BlockSize }

@@ -28,6 +28,17 @@
 // vLLM's wire format with sha256_cbor block hashes (internal/kvpublish,
 // kvcache/kvevents, prefix/vllmhash).
 //
+// Data parallelism (Config.DataParallelSize N, vLLM's --data-parallel-size):
+// one Server is the API server in front of N engine cores, each with its own
+// scheduler, KV cache and KV-event publisher. A request goes to the core
+// vLLM V1's DP load-balancing client would pick (lowest 4 × waiting +
+// running as last published by the DP coordinator every 100 ms, plus its
+// own sends since), or to the rank its X-data-parallel-rank header names
+// (out of range: 400). /metrics has every per-engine series once per core
+// (engine="r", vllm:cache_config_info included); rank r publishes KV events
+// on the endpoint and replay ports + r, numbered from 0, with r as each
+// batch's data_parallel_rank (Replica.KVRanks, Server.KVRankEndpoints).
+//
 // Usage:
 //
 //	f, err := vllmsim.StartFleet(ctx,
@@ -36,7 +47,8 @@
 //	defer f.Close()
 //	for _, r := range f.Replicas {
 //		// r.URL ("http://127.0.0.1:port"), r.KVEndpoint, r.KVReplayEndpoint, r.KVTopic,
-//		// r.Stats(), r.BlockKeys(tokens), r.Shutdown()
+//		// r.KVRanks (every data-parallel rank's), r.Stats(), r.RankStats(rank),
+//		// r.BlockKeys(tokens), r.Shutdown()
 //	}
 //
 // or, owning the goroutines:
@@ -52,7 +64,11 @@
 // seeded pseudo-random ids, printable ASCII by default), n > 1, logprobs,
 // speculative decoding, LoRA timing (adapters cost nothing; no
 // --max-cpu-loras swapping, no dynamic loading), multimodal inputs,
-// pipeline or data parallelism (one engine, engine="0"), priority
+// pipeline parallelism, data parallelism's multi-node and external
+// load-balancer modes (--data-parallel-size-local, --data-parallel-external-lb),
+// several API servers (--api-server-count, prometheus multiprocess mode),
+// MoE lockstep steps across ranks, per-rank NIXL engine ids (a P/D server
+// with DataParallelSize > 1 reports one remote_engine_id), priority
 // scheduling, or bytes-mode KV-event hashes
 // (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0).
 package vllmsim

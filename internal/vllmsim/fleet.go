@@ -43,8 +43,11 @@ type Replica struct {
 	Addr   string
 	Role   string
 	Labels map[string]string
-	// KVEndpoint and KVReplayEndpoint are the ZMQ addresses ("" when off).
+	// KVEndpoint and KVReplayEndpoint are the ZMQ addresses of rank 0 ("" when off).
 	KVEndpoint, KVReplayEndpoint string
+	// KVRanks are every data-parallel rank's ZMQ addresses, rank r at
+	// index r, each rank's ports those of rank 0 plus r (nil when off).
+	KVRanks []KVRank
 	// KVTopic is the topic frame of the replica's KV events.
 	KVTopic string
 
@@ -115,12 +118,18 @@ func (f *Fleet) start(ctx context.Context, i int, sp ReplicaSpec) (*Replica, err
 	}
 	opts = append(opts, sp.Options...)
 	srv, err := NewServer(cfg, opts...)
+	// Ranks > 0 bind rank 0's ephemeral ports plus their rank, which
+	// another socket may hold: try other ports a few times.
+	for try := 0; err != nil && sp.KVEvents && cfg.DataParallelSize > 1 && !errors.Is(err, ErrBadConfig) && try < 10; try++ {
+		srv, err = NewServer(cfg, opts...)
+	}
 	if err != nil {
 		_ = ln.Close()
 		return nil, err
 	}
 	r.Server = srv
 	r.KVEndpoint, r.KVReplayEndpoint = srv.KVEndpoints()
+	r.KVRanks = srv.KVRankEndpoints()
 	f.mu.Lock()
 	f.byID[srv.EngineID()] = srv
 	f.mu.Unlock()

@@ -40,11 +40,11 @@ func TestKVEventsLoRAFields(t *testing.T) {
 				for i := range prompt {
 					prompt[i] = uint32(i + 1)
 				}
-				_, err = srv.eng.Add(&Request{ID: "r", Prompt: prompt, MaxTokens: 1, LoRA: tt.lora, CacheSalt: tt.salt}, 0)
+				_, err = srv.cores[0].eng.Add(&Request{ID: "r", Prompt: prompt, MaxTokens: 1, LoRA: tt.lora, CacheSalt: tt.salt}, 0)
 				require.NoError(t, err)
-				_, ok := srv.eng.Schedule(0)
+				_, ok := srv.cores[0].eng.Schedule(0)
 				require.True(t, ok)
-				out := srv.eng.Complete(time.Millisecond)
+				out := srv.cores[0].eng.Complete(time.Millisecond)
 				require.Len(t, out.Events, 1)
 
 				payload, err := kvevents.AppendBatch(nil, srv.kvBatch(out.Events), schema)
@@ -54,7 +54,7 @@ func TestKVEventsLoRAFields(t *testing.T) {
 				require.Len(t, b.Events, 1)
 				ev := b.Events[0]
 				assert.Equal(t, kvevents.BlockStored, ev.Type)
-				assert.Equal(t, srv.eng.BlockKeys(nil, prompt, tt.lora, tt.salt), hashesOf(ev.BlockHashes))
+				assert.Equal(t, srv.cores[0].eng.BlockKeys(nil, prompt, tt.lora, tt.salt), hashesOf(ev.BlockHashes))
 				assert.Equal(t, tt.wantID, ev.LoRAID)
 				assert.Equal(t, tt.wantName, ev.LoRAName)
 				extra, err := kvevents.DecodeExtraKeys(ev.ExtraKeys)

@@ -105,8 +105,11 @@ func newServerMetrics(maxLen int, created float64) *serverMetrics {
 // gauge belongs to its metric: when only _created is kept, the metric's own
 // HELP and TYPE lines are still written, before the gauge's.
 type metricsWriter struct {
-	b       bytes.Buffer
-	labels  string // engine="0",model_name="..."
+	b bytes.Buffer
+	// engines holds each engine's label list, engine="r",model_name="...",
+	// in rank order: a per-engine metric has one sample per engine, in
+	// that order, as vLLM creates its children engine by engine.
+	engines []string
 	created float64
 
 	keep     map[string]bool // nil: every sample
@@ -172,16 +175,26 @@ func (w *metricsWriter) sample(name, labels string, v float64) {
 	w.b.WriteByte('\n')
 }
 
-func (w *metricsWriter) gauge(name, help string, v float64) {
+// gauge writes a per-engine gauge; v gives engine i's value.
+func (w *metricsWriter) gauge(name, help string, v func(i int) float64) {
 	w.header(name, help, "gauge")
-	w.sample(name, w.labels, v)
+	for i, l := range w.engines {
+		w.sample(name, l, v(i))
+	}
 }
 
-func (w *metricsWriter) counter(base, help string, v float64) {
+// counter writes a per-engine counter: every engine's _total sample, then
+// the _created gauge with every engine's sample, as prometheus_client moves
+// _created samples behind a family's own.
+func (w *metricsWriter) counter(base, help string, v func(i int) float64) {
 	w.header(base+"_total", help, "counter")
-	w.sample(base+"_total", w.labels, v)
+	for i, l := range w.engines {
+		w.sample(base+"_total", l, v(i))
+	}
 	w.createdHeader(base+"_created", help)
-	w.sample(base+"_created", w.labels, w.createdVal())
+	for _, l := range w.engines {
+		w.sample(base+"_created", l, w.createdVal())
+	}
 }
 
 func (w *metricsWriter) createdVal() float64 { return w.created }
@@ -209,19 +222,26 @@ func escapeLabel(v string) string {
 	return strings.ReplaceAll(v, `"`, `\"`)
 }
 
-func (w *metricsWriter) histogram(name, help string, h *histogram) {
+// histogram writes a per-engine histogram, h giving engine i's: each
+// engine's buckets, count and sum in turn, then the _created gauge.
+func (w *metricsWriter) histogram(name, help string, h func(i int) *histogram) {
 	w.header(name, help, "histogram")
-	var cum float64
-	for i, ub := range h.bounds {
-		cum += h.counts[i]
-		w.sample(name+"_bucket", withLabel(w.labels, "le", pyFloat(ub)), cum)
+	for i, l := range w.engines {
+		h := h(i)
+		var cum float64
+		for i, ub := range h.bounds {
+			cum += h.counts[i]
+			w.sample(name+"_bucket", withLabel(l, "le", pyFloat(ub)), cum)
+		}
+		cum += h.counts[len(h.bounds)]
+		w.sample(name+"_bucket", withLabel(l, "le", "+Inf"), cum)
+		w.sample(name+"_count", l, h.n)
+		w.sample(name+"_sum", l, h.sum)
 	}
-	cum += h.counts[len(h.bounds)]
-	w.sample(name+"_bucket", withLabel(w.labels, "le", "+Inf"), cum)
-	w.sample(name+"_count", w.labels, h.n)
-	w.sample(name+"_sum", w.labels, h.sum)
 	w.createdHeader(name+"_created", help)
-	w.sample(name+"_created", w.labels, w.createdVal())
+	for _, l := range w.engines {
+		w.sample(name+"_created", l, w.createdVal())
+	}
 }
 
 // pyFloat formats v as prometheus_client's floatToGoString: Python's repr,

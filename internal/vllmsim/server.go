@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,11 +25,18 @@ import (
 // publishes KV events over ZeroMQ exactly as vLLM does, and plays either
 // side of NixlConnector P/D disaggregation.
 //
+// With Config.DataParallelSize N > 1 it is vLLM's one API server in front
+// of N engine cores (--data-parallel-size N): each core has its own
+// scheduler, KV cache and KV-event publisher (ports + rank), /metrics has
+// every per-engine series once per engine, and a request goes to the core
+// vLLM's internal load balancer would pick, or to the one its
+// X-data-parallel-rank header names.
+//
 // Server is safe for concurrent use. NewServer starts nothing: call Run
 // (owning its goroutine) and serve the handler, or use StartFleet.
 type Server struct {
 	cfg    Config
-	eng    *Engine
+	cores  []*core // by data-parallel rank
 	tok    Tokenizer
 	tmpl   ChatTemplate
 	clock  func() time.Time
@@ -39,21 +47,46 @@ type Server struct {
 	host   string
 	port   int
 	peers  func(engineID string) *Server
-	pub    *kvpublish.Publisher
+	kv     *KVEventsConfig // nil: no KV events
 	schema kvevents.Schema
 	mux    *http.ServeMux
 
 	hasherOpt BlockHasher
 
-	kick    chan struct{}
 	closing atomic.Bool
 	running atomic.Bool
 	nextID  atomic.Uint64
 
-	mu      sync.Mutex // guards eng, streams, metrics
+	mu      sync.Mutex // guards the cores' engines and metrics, streams, lb
 	streams map[*Seq]*stream
-	metrics *serverMetrics
+	lb      balancer
 }
+
+// core is one data-parallel engine core (vLLM's EngineCore process): its
+// engine, its KV-event publisher, its histograms and the channel that wakes
+// its loop. Its engine and metrics are guarded by Server.mu.
+type core struct {
+	rank    int
+	eng     *Engine
+	pub     *kvpublish.Publisher // nil: no KV events
+	metrics *serverMetrics
+	kick    chan struct{}
+}
+
+// balancer is the API server's view of its engines' queues, as vLLM V1's
+// DP load-balancing client (DPLBAsyncMPClient) keeps it: [waiting,
+// running] per engine, refreshed from the engines when the DP coordinator
+// would publish them (every 100 ms), and between refreshes bumped locally
+// (waiting+1) for each request sent. Guarded by Server.mu.
+type balancer struct {
+	waiting, running []int
+	at               time.Duration // last refresh, engine time
+	fresh            bool          // refreshed at least once
+}
+
+// lbRefresh is how often vLLM's DP coordinator publishes the engines'
+// queue lengths to the API servers (stats_update_interval_ms, 100).
+const lbRefresh = 100 * time.Millisecond
 
 // stream is a request's view of its sequence: tokens the engine loop has
 // produced and the handler has not yet written. Guarded by Server.mu.
@@ -64,6 +97,7 @@ type stream struct {
 	notify  chan struct{}
 	last    time.Duration
 	release func() // P/D: tell the prefill server to free its blocks
+	core    *core  // the engine core running seq
 }
 
 // ServerOption configures a Server.
@@ -147,13 +181,15 @@ type KVEventsConfig struct {
 
 // WithKVEvents makes the server publish its KV events. NewServer binds the
 // sockets; Run serves replay requests (and connects, in connect mode).
+//
+// With data parallelism every rank r has its own publisher, on the ports
+// of c.Publisher plus r as vLLM's offset_endpoint_port computes them, its
+// own sequence numbers from 0 and r as every batch's data_parallel_rank.
+// An ephemeral port (0) is bound for rank 0 and the other ranks take that
+// port plus their rank, so that they can be found as with a fixed port.
 func WithKVEvents(c KVEventsConfig) ServerOption {
 	return serverOptionFunc(func(s *Server) error {
-		p, err := kvpublish.New(c.Publisher)
-		if err != nil {
-			return fmt.Errorf("vllmsim: kv events: %w", err)
-		}
-		s.pub = p
+		s.kv = &c
 		s.schema = c.Schema
 		if s.schema == 0 {
 			s.schema = kvevents.MapCurrent
@@ -166,13 +202,10 @@ func WithKVEvents(c KVEventsConfig) ServerOption {
 func NewServer(cfg Config, opts ...ServerOption) (*Server, error) {
 	s := &Server{
 		tok: ByteTokenizer{}, tmpl: ChatML, clock: time.Now,
-		kick: make(chan struct{}, 1), streams: make(map[*Seq]*stream),
+		streams: make(map[*Seq]*stream),
 	}
 	for _, o := range opts {
 		if err := o.applyServer(s); err != nil {
-			if s.pub != nil {
-				_ = s.pub.Close()
-			}
 			return nil, err
 		}
 	}
@@ -187,17 +220,36 @@ func NewServer(cfg Config, opts ...ServerOption) (*Server, error) {
 		s.engID = fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(mix64(s.seed, 1)), uint16(mix64(s.seed, 2)),
 			uint16(mix64(s.seed, 3))&0xfff, uint16(mix64(s.seed, 4))&0xfff, mix64(s.seed, 5)&0xffffffffffff)
 	}
-	eng, err := NewEngine(cfg, WithHasher(s.hasherOpt), WithSeed(s.seed), WithEngineID(s.engID))
-	if err != nil {
-		if s.pub != nil {
-			_ = s.pub.Close()
-		}
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s.eng, s.cfg = eng, eng.Config()
+	s.cfg = cfg
 	s.start = s.clock()
-	s.metrics = newServerMetrics(s.cfg.MaxModelLen, float64(s.start.UnixNano())/1e9)
-	s.recordLoRAs()
+	n := cfg.dataParallelSize()
+	for rank := range n {
+		seed := s.seed // rank 0 keeps the server's seed: DataParallelSize 1 is unchanged
+		if rank > 0 {
+			seed = mix64(s.seed, 0x6470_0000+uint64(rank))
+		}
+		eng, err := NewEngine(cfg, WithHasher(s.hasherOpt), WithSeed(seed), WithEngineID(s.engID))
+		if err != nil {
+			return nil, err
+		}
+		s.cores = append(s.cores, &core{
+			rank: rank, eng: eng, kick: make(chan struct{}, 1),
+			metrics: newServerMetrics(cfg.MaxModelLen, float64(s.start.UnixNano())/1e9),
+		})
+	}
+	s.lb = balancer{waiting: make([]int, n), running: make([]int, n)}
+	if s.kv != nil {
+		if err := s.openPublishers(); err != nil {
+			s.closePublishers()
+			return nil, err
+		}
+	}
+	for _, c := range s.cores {
+		s.recordLoRAs(c)
+	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /v1/completions", s.handleCompletions)
 	s.mux.HandleFunc("POST /v1/chat/completions", s.handleChat)
@@ -219,28 +271,98 @@ func (s *Server) EngineID() string { return s.engID }
 // Config returns the engine configuration.
 func (s *Server) Config() Config { return s.cfg }
 
-// KVEndpoints returns the resolved PUB and replay endpoints, or "" when KV
-// events are off.
+// KVEndpoints returns the resolved PUB and replay endpoints of rank 0, or
+// "" when KV events are off. KVRankEndpoints has every rank's.
 func (s *Server) KVEndpoints() (pub, replay string) {
-	if s.pub == nil {
+	if s.kv == nil {
 		return "", ""
 	}
-	return s.pub.Endpoint(), s.pub.ReplayEndpoint()
+	return s.cores[0].pub.Endpoint(), s.cores[0].pub.ReplayEndpoint()
 }
 
-// Stats returns the engine's current stats.
-func (s *Server) Stats() Stats {
+// KVRank is the KV-event addresses of one data-parallel rank.
+// It is a plain value, safe to copy.
+type KVRank struct {
+	// Endpoint is the rank's resolved PUB address.
+	Endpoint string
+	// ReplayEndpoint is its resolved replay address, "" without replay.
+	ReplayEndpoint string
+}
+
+// KVRankEndpoints returns every data-parallel rank's resolved KV-event
+// addresses, rank r at index r, or nil when KV events are off.
+func (s *Server) KVRankEndpoints() []KVRank {
+	if s.kv == nil {
+		return nil
+	}
+	out := make([]KVRank, len(s.cores))
+	for i, c := range s.cores {
+		out[i] = KVRank{Endpoint: c.pub.Endpoint(), ReplayEndpoint: c.pub.ReplayEndpoint()}
+	}
+	return out
+}
+
+// Stats returns the current stats of the engine of rank 0, which is the
+// whole server without data parallelism; RankStats has the others'.
+func (s *Server) Stats() Stats { return s.RankStats(0) }
+
+// RankStats returns the current stats of the engine of data-parallel rank
+// rank, or the zero Stats for a rank the server does not have.
+func (s *Server) RankStats(rank int) Stats {
+	if rank < 0 || rank >= len(s.cores) {
+		return Stats{}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.eng.Stats()
+	return s.cores[rank].eng.Stats()
 }
 
 // BlockKeys returns the published block hashes of the full blocks of
-// tokens as this server computes them (no cache salt).
+// tokens as this server computes them (no cache salt); every rank hashes
+// alike.
 func (s *Server) BlockKeys(tokens []uint32) []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.eng.BlockKeys(nil, tokens, "", "")
+	return s.cores[0].eng.BlockKeys(nil, tokens, "", "")
+}
+
+// openPublishers binds every rank's KV-event sockets (see WithKVEvents).
+func (s *Server) openPublishers() error {
+	pc := s.kv.Publisher
+	for _, c := range s.cores {
+		pc.DataParallelRank = c.rank
+		p, err := kvpublish.New(pc)
+		if err != nil {
+			return fmt.Errorf("vllmsim: kv events: rank %d: %w", c.rank, err)
+		}
+		c.pub = p
+		if c.rank == 0 {
+			pc.Endpoint = withBoundPort(pc.Endpoint, p.Endpoint())
+			pc.ReplayEndpoint = withBoundPort(pc.ReplayEndpoint, p.ReplayEndpoint())
+		}
+	}
+	return nil
+}
+
+func (s *Server) closePublishers() {
+	for _, c := range s.cores {
+		if c.pub != nil {
+			_ = c.pub.Close()
+		}
+	}
+}
+
+// withBoundPort returns configured with its port replaced by bound's when
+// it asked for an ephemeral TCP port (":0"), else configured unchanged.
+func withBoundPort(configured, bound string) string {
+	if !strings.HasPrefix(configured, "tcp://") || !strings.HasSuffix(configured, ":0") {
+		return configured
+	}
+	i := strings.LastIndexByte(bound, ':')
+	if i < 0 {
+		return configured
+	}
+	return configured[:len(configured)-1] + bound[i+1:]
 }
 
 // Shutdown makes the server answer 503 to new generation requests and to
@@ -249,50 +371,64 @@ func (s *Server) Shutdown() { s.closing.Store(true) }
 
 func (s *Server) since() time.Duration { return s.clock().Sub(s.start) }
 
-func (s *Server) wake() {
+func (c *core) wake() {
 	select {
-	case s.kick <- struct{}{}:
+	case c.kick <- struct{}{}:
 	default:
 	}
 }
 
-// Run drives the engine in real time until ctx is done, then aborts the
+// Run drives the engines in real time until ctx is done, then aborts the
 // requests in flight and closes the KV-event sockets. It returns ctx's
 // error. Run must be called once.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("vllmsim: Run called twice")
 	}
-	var wg sync.WaitGroup
-	if s.pub != nil {
-		wg.Add(1)
+	var pubs, loops sync.WaitGroup
+	for _, c := range s.cores {
+		if c.pub != nil {
+			pubs.Add(1)
+			go func() {
+				defer pubs.Done()
+				_ = c.pub.Run(ctx)
+			}()
+		}
+	}
+	for _, c := range s.cores[1:] {
+		loops.Add(1)
 		go func() {
-			defer wg.Done()
-			_ = s.pub.Run(ctx)
+			defer loops.Done()
+			s.drive(ctx, c)
 		}()
 	}
-	defer func() {
-		s.closing.Store(true)
-		s.mu.Lock()
-		for seq, st := range s.streams {
-			s.eng.Abort(seq)
-			st.finish = FinishAbort
-			notify(st.notify)
-		}
-		s.mu.Unlock()
-		if s.pub != nil {
-			_ = s.pub.Close()
-		}
-		wg.Wait()
-	}()
+	s.drive(ctx, s.cores[0])
+	loops.Wait()
+	s.closing.Store(true)
+	s.mu.Lock()
+	for seq, st := range s.streams {
+		st.core.eng.Abort(seq)
+		st.finish = FinishAbort
+		notify(st.notify)
+	}
+	s.mu.Unlock()
+	s.closePublishers()
+	pubs.Wait()
+	return ctx.Err()
+}
+
+// drive runs one engine core's loop until ctx is done: schedule a step,
+// sleep for its duration, complete it, publish its KV events, hand out its
+// tokens.
+func (s *Server) drive(ctx context.Context, c *core) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var wakes []chan struct{}
 	for {
 		s.mu.Lock()
 		now := s.since()
-		d, ok := s.eng.Schedule(now)
-		wakeAt, hasWake := s.eng.NextWake()
+		d, ok := c.eng.Schedule(now)
+		wakeAt, hasWake := c.eng.NextWake()
 		s.mu.Unlock()
 		if !ok {
 			var tc <-chan time.Time
@@ -302,8 +438,8 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
-			case <-s.kick:
+				return
+			case <-c.kick:
 			case <-tc:
 			}
 			if hasWake && !timer.Stop() {
@@ -318,27 +454,27 @@ func (s *Server) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
-			s.eng.Complete(s.since())
+			c.eng.Complete(s.since())
 			s.mu.Unlock()
-			return ctx.Err()
+			return
 		case <-timer.C:
 		}
 		s.mu.Lock()
-		out := s.eng.Complete(s.since())
+		out := c.eng.Complete(s.since())
 		var batch *kvevents.Batch
-		if s.pub != nil && len(out.Events) > 0 {
+		if c.pub != nil && len(out.Events) > 0 {
 			batch = s.kvBatch(out.Events)
 		}
-		releases, wakes := s.dispatch(out, wakes[:0])
-		s.recordLoRAs()
+		releases, wakes := s.dispatch(c, out, wakes[:0])
+		s.recordLoRAs(c)
 		s.mu.Unlock()
 		// Publish before waking the handlers, so a step's KV events are out
 		// before its responses.
 		if batch != nil {
-			_, _ = s.pub.Publish(batch, s.schema)
+			_, _ = c.pub.Publish(batch, s.schema)
 		}
-		for _, c := range wakes {
-			notify(c)
+		for _, ch := range wakes {
+			notify(ch)
 		}
 		for _, f := range releases {
 			f()
@@ -356,9 +492,9 @@ func notify(c chan struct{}) {
 // dispatch hands the step's tokens to their streams and records metrics.
 // Called with s.mu held; returns P/D release calls to make and stream
 // channels to notify after unlocking.
-func (s *Server) dispatch(out *StepOutput, wakes []chan struct{}) ([]func(), []chan struct{}) {
+func (s *Server) dispatch(c *core, out *StepOutput, wakes []chan struct{}) ([]func(), []chan struct{}) {
 	var releases []func()
-	m := s.metrics
+	m := c.metrics
 	for _, ev := range out.Tokens {
 		st := s.streams[ev.Seq]
 		seq := ev.Seq
@@ -396,15 +532,17 @@ func (s *Server) dispatch(out *StepOutput, wakes []chan struct{}) ([]func(), []c
 	return releases, wakes
 }
 
-// recordLoRAs sets vllm:lora_requests_info for the engine's current
-// adapters to the current time, as vLLM's logger does after every step
-// (set_to_current_time). Called with s.mu held; a no-op without LoRA.
-func (s *Server) recordLoRAs() {
+// recordLoRAs sets vllm:lora_requests_info for core c's current adapters
+// to the current time, as vLLM's logger does after every step
+// (set_to_current_time). The gauge has no engine label: every core sets
+// the one family, kept in rank 0's metrics. Called with s.mu held; a no-op
+// without LoRA.
+func (s *Server) recordLoRAs(c *core) {
 	if s.cfg.LoRA == nil {
 		return
 	}
-	running, waiting := s.eng.LoRAs()
-	s.metrics.setLoRAs(s.cfg.LoRA.MaxLoRAs, running, waiting, float64(s.clock().UnixNano())/1e9)
+	running, waiting := c.eng.LoRAs()
+	s.cores[0].metrics.setLoRAs(s.cfg.LoRA.MaxLoRAs, running, waiting, float64(s.clock().UnixNano())/1e9)
 }
 
 // kvBatch converts engine events to vLLM's wire events. Called with s.mu
@@ -743,6 +881,12 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 	if g.params.Seed != nil {
 		ereq.Seed = uint64(*g.params.Seed) ^ 0x6a09e667f3bcc909
 	}
+	rank, pinned := dataParallelRank(r)
+	if pinned && (rank < 0 || rank >= len(s.cores)) {
+		// vLLM's input processor raises this ValueError, answered as a 400.
+		badRequest("data_parallel_rank %d is out of range [0, %d).", rank, len(s.cores)).write(w)
+		return
+	}
 	var release func()
 	if kv := parseKVParams(g.params.KVTransferParams); kv != nil {
 		if b, _ := kv["do_remote_decode"].(bool); b {
@@ -765,9 +909,14 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 		s.unavailable(w)
 		return
 	}
-	seq, err := s.eng.Add(ereq, s.since())
+	now := s.since()
+	c := s.cores[rank]
+	if !pinned {
+		c = s.pick(now)
+	}
+	seq, err := c.eng.Add(ereq, now)
 	if err == nil {
-		st.seq = seq
+		st.seq, st.core = seq, c
 		s.streams[seq] = st
 	}
 	s.mu.Unlock()
@@ -775,7 +924,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 		badRequest("%v", err).write(w)
 		return
 	}
-	s.wake()
+	c.wake()
 	w.Header().Set("X-Request-Id", id) // as vLLM with --enable-request-id-headers
 	created := s.clock().Unix()
 	if g.params.Stream {
@@ -783,6 +932,50 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 		return
 	}
 	s.fullResponse(w, r, g, st, respID, created)
+}
+
+// dataParallelRank reads the X-data-parallel-rank header, with which a
+// client pins a request to an engine core. As vLLM's
+// _get_data_parallel_rank, a value that is not an integer is ignored.
+func dataParallelRank(r *http.Request) (rank int, ok bool) {
+	v := r.Header.Get("X-data-parallel-rank")
+	if v == "" {
+		return 0, false
+	}
+	rank, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0, false
+	}
+	return rank, true
+}
+
+// pick returns the engine core vLLM V1's DP load-balancing client
+// (DPLBAsyncMPClient.get_core_engine_for_request) would send a request
+// to: the lowest 4 × waiting + running over its view of the engines'
+// queues, the first in rank order on ties (its start index is 0 with one
+// API server), and then one more waiting on that engine until the next
+// refresh. The view is refreshed from the engines every lbRefresh, as the
+// DP coordinator publishes their counts. Called with s.mu held.
+func (s *Server) pick(now time.Duration) *core {
+	if len(s.cores) == 1 {
+		return s.cores[0]
+	}
+	lb := &s.lb
+	if !lb.fresh || now-lb.at >= lbRefresh {
+		for i, c := range s.cores {
+			st := c.eng.Stats()
+			lb.waiting[i], lb.running[i] = st.Waiting+st.WaitingRemote, st.Running
+		}
+		lb.at, lb.fresh = now, true
+	}
+	best, bestScore := 0, 0
+	for i := range s.cores {
+		if score := 4*lb.waiting[i] + lb.running[i]; i == 0 || score < bestScore {
+			best, bestScore = i, score
+		}
+	}
+	lb.waiting[best]++
+	return s.cores[best]
 }
 
 func parseKVParams(raw json.RawMessage) map[string]any {
@@ -812,12 +1005,18 @@ func validRemote(kv map[string]any) bool {
 // whether they were held.
 func (s *Server) ReleaseRemote(requestID string) bool {
 	s.mu.Lock()
-	ok := s.eng.Release(requestID)
-	s.mu.Unlock()
-	if ok {
-		s.wake() // freed blocks may admit waiting requests
+	var held *core
+	for _, c := range s.cores {
+		if c.eng.Release(requestID) {
+			held = c
+			break
+		}
 	}
-	return ok
+	s.mu.Unlock()
+	if held != nil {
+		held.wake() // freed blocks may admit waiting requests
+	}
+	return held != nil
 }
 
 // wait blocks until the stream has news or the client is gone; it returns
@@ -838,11 +1037,7 @@ func (s *Server) wait(ctx context.Context, st *stream) (toks []uint32, fin Finis
 		select {
 		case <-st.notify:
 		case <-ctx.Done():
-			s.mu.Lock()
-			s.eng.Abort(st.seq)
-			delete(s.streams, st.seq)
-			s.mu.Unlock()
-			s.wake()
+			s.abort(st)
 			return nil, FinishAbort, false
 		}
 	}
@@ -986,10 +1181,10 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, g *genRe
 
 func (s *Server) abort(st *stream) {
 	s.mu.Lock()
-	s.eng.Abort(st.seq)
+	st.core.eng.Abort(st.seq)
 	delete(s.streams, st.seq)
 	s.mu.Unlock()
-	s.wake()
+	st.core.wake()
 }
 
 // --- tokenize / detokenize ---
@@ -1080,20 +1275,29 @@ func (s *Server) handleDetokenize(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"prompt": text})
 }
 
+// handleResetPrefixCache resets every engine core's prefix cache, as
+// vLLM's utility call reaches every core; each core that cleared publishes
+// its AllBlocksCleared, and the answer is an error if any could not.
 func (s *Server) handleResetPrefixCache(w http.ResponseWriter, _ *http.Request) {
+	batches := make([]*kvevents.Batch, len(s.cores))
+	all := true
 	s.mu.Lock()
-	ev, ok := s.eng.ResetPrefixCache()
-	var batch *kvevents.Batch
-	if ok && s.pub != nil {
-		batch = s.kvBatch([]KVEvent{ev})
+	for i, c := range s.cores {
+		ev, ok := c.eng.ResetPrefixCache()
+		all = all && ok
+		if ok && c.pub != nil {
+			batches[i] = s.kvBatch([]KVEvent{ev})
+		}
 	}
 	s.mu.Unlock()
-	if !ok {
+	for i, b := range batches {
+		if b != nil {
+			_, _ = s.cores[i].pub.Publish(b, s.schema)
+		}
+	}
+	if !all {
 		(&APIError{Code: http.StatusBadRequest, Type: "BadRequestError", Message: "Failed to reset prefix cache: requests are running."}).write(w)
 		return
-	}
-	if batch != nil {
-		_, _ = s.pub.Publish(batch, s.schema)
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -1109,43 +1313,61 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Lock()
-	st := s.eng.Stats()
-	m := s.metrics
-	mw.labels, mw.created = `engine="0",model_name="`+escapeLabel(s.cfg.Model)+`"`, m.created
-	mw.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", float64(st.Running))
-	mw.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", float64(st.Waiting+st.WaitingRemote))
-	mw.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", st.KVUsage)
-	mw.counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", float64(st.PrefixQueries))
-	mw.counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", float64(st.PrefixHits))
-	mw.counter("vllm:external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.", float64(st.ExternalQueries))
-	mw.counter("vllm:external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.", float64(st.ExternalHits))
-	mw.counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", float64(st.Preemptions))
-	mw.counter("vllm:prompt_tokens", "Number of prefill tokens processed.", float64(st.PromptTokens))
-	mw.counter("vllm:generation_tokens", "Number of generation tokens processed.", float64(st.GenerationTokens))
+	// One sample per engine core in every per-engine family, engine="r"
+	// in rank order, as vLLM's PrometheusStatLogger makes its children.
+	st := make([]Stats, len(s.cores))
+	model := escapeLabel(s.cfg.Model)
+	for i, c := range s.cores {
+		st[i] = c.eng.Stats()
+		mw.engines = append(mw.engines, `engine="`+strconv.Itoa(c.rank)+`",model_name="`+model+`"`)
+	}
+	mw.created = s.cores[0].metrics.created
+	hist := func(h func(m *serverMetrics) *histogram) func(int) *histogram {
+		return func(i int) *histogram { return h(s.cores[i].metrics) }
+	}
+	mw.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", func(i int) float64 { return float64(st[i].Running) })
+	mw.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", func(i int) float64 { return float64(st[i].Waiting + st[i].WaitingRemote) })
+	mw.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", func(i int) float64 { return st[i].KVUsage })
+	mw.counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", func(i int) float64 { return float64(st[i].PrefixQueries) })
+	mw.counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", func(i int) float64 { return float64(st[i].PrefixHits) })
+	mw.counter("vllm:external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.", func(i int) float64 { return float64(st[i].ExternalQueries) })
+	mw.counter("vllm:external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.", func(i int) float64 { return float64(st[i].ExternalHits) })
+	mw.counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", func(i int) float64 { return float64(st[i].Preemptions) })
+	mw.counter("vllm:prompt_tokens", "Number of prefill tokens processed.", func(i int) float64 { return float64(st[i].PromptTokens) })
+	mw.counter("vllm:generation_tokens", "Number of generation tokens processed.", func(i int) float64 { return float64(st[i].GenerationTokens) })
 	const successHelp = "Count of successfully processed requests."
 	mw.header("vllm:request_success_total", successHelp, "counter")
+	// vLLM makes these children reason by reason, engine by engine.
 	reasons := []struct {
 		name string
-		v    int64
-	}{{"stop", st.Finished[FinishStop]}, {"length", st.Finished[FinishLength]}, {"abort", st.Finished[FinishAbort]}, {"error", 0}}
+		v    FinishReason // NotFinished: "error", which the simulator never reports
+	}{{"stop", FinishStop}, {"length", FinishLength}, {"abort", FinishAbort}, {"error", NotFinished}}
 	for _, r := range reasons {
-		mw.sample("vllm:request_success_total", withLabel(mw.labels, "finished_reason", r.name), float64(r.v))
+		for i, l := range mw.engines {
+			var v int64
+			if r.v != NotFinished {
+				v = st[i].Finished[r.v]
+			}
+			mw.sample("vllm:request_success_total", withLabel(l, "finished_reason", r.name), float64(v))
+		}
 	}
 	mw.createdHeader("vllm:request_success_created", successHelp)
 	for _, r := range reasons {
-		mw.sample("vllm:request_success_created", withLabel(mw.labels, "finished_reason", r.name), m.created)
+		for _, l := range mw.engines {
+			mw.sample("vllm:request_success_created", withLabel(l, "finished_reason", r.name), mw.created)
+		}
 	}
-	mw.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", m.ttft)
-	mw.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", m.itl)
-	mw.histogram("vllm:request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", m.tpot)
-	mw.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", m.e2e)
-	mw.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", m.queue)
-	mw.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", m.inference)
-	mw.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", m.prefill)
-	mw.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", m.decode)
-	mw.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", m.promptTokens)
-	mw.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", m.genTokens)
-	if len(m.lora) > 0 {
+	mw.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", hist(func(m *serverMetrics) *histogram { return m.ttft }))
+	mw.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", hist(func(m *serverMetrics) *histogram { return m.itl }))
+	mw.histogram("vllm:request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", hist(func(m *serverMetrics) *histogram { return m.tpot }))
+	mw.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", hist(func(m *serverMetrics) *histogram { return m.e2e }))
+	mw.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", hist(func(m *serverMetrics) *histogram { return m.queue }))
+	mw.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", hist(func(m *serverMetrics) *histogram { return m.inference }))
+	mw.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", hist(func(m *serverMetrics) *histogram { return m.prefill }))
+	mw.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", hist(func(m *serverMetrics) *histogram { return m.decode }))
+	mw.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", hist(func(m *serverMetrics) *histogram { return m.promptTokens }))
+	mw.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", hist(func(m *serverMetrics) *histogram { return m.genTokens }))
+	if m := s.cores[0].metrics; len(m.lora) > 0 {
 		// Registered before cache_config_info, as in vLLM's logger; every
 		// label combination ever set, oldest first, none removed.
 		mw.header("vllm:lora_requests_info", "Running stats on lora requests.", "gauge")
@@ -1153,15 +1375,18 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 			mw.sample("vllm:lora_requests_info", l.labels, l.ts)
 		}
 	}
+	// vLLM's log_metrics_info sets one info series per engine index.
 	mw.header("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", "gauge")
-	mw.sample("vllm:cache_config_info", s.cacheConfigLabels(), 1)
+	for _, c := range s.cores {
+		mw.sample("vllm:cache_config_info", s.cacheConfigLabels(c.rank), 1)
+	}
 	mw.end()
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write(mw.b.Bytes())
 }
 
-func (s *Server) cacheConfigLabels() string {
+func (s *Server) cacheConfigLabels(rank int) string {
 	pyBool := func(b bool) string {
 		if b {
 			return "True"
@@ -1172,7 +1397,7 @@ func (s *Server) cacheConfigLabels() string {
 	// Sorted by label name, as prometheus_client renders them.
 	pairs := [][2]string{
 		{"block_size", bs}, {"cache_dtype", "auto"}, {"enable_prefix_caching", pyBool(!s.cfg.DisablePrefixCaching)},
-		{"engine", "0"}, {"gpu_memory_utilization", "0.9"}, {"hash_block_size", bs}, {"is_attention_free", "False"},
+		{"engine", strconv.Itoa(rank)}, {"gpu_memory_utilization", "0.9"}, {"hash_block_size", bs}, {"is_attention_free", "False"},
 		{"kv_cache_dtype_skip_layers", "[]"}, {"kv_cache_memory_bytes", "None"},
 		{"kv_cache_size_tokens", strconv.Itoa(s.cfg.KVCapacityTokens())}, {"kv_offloading_backend", "native"},
 		{"kv_offloading_size", "None"}, {"kv_sharing_fast_prefill", "False"}, {"mamba_block_size", "None"},
