@@ -251,6 +251,38 @@ func TestDataParallelMetrics(t *testing.T) {
 	}
 	assert.Contains(t, string(page), `vllm:num_requests_running{engine="1",model_name="sim-model"} 1.0`)
 	assert.Contains(t, string(page), `vllm:num_requests_waiting{engine="1",model_name="sim-model"} 1.0`)
+
+	// prometheus_client's order: a family's children in creation order
+	// (engine by engine; request_success reason by reason, then engine),
+	// its _created gauge after all of them.
+	resp, err = http.Get(r.URL + "/metrics")
+	require.NoError(t, err)
+	full, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	inOrder := []string{
+		`vllm:prompt_tokens_total{engine="0",model_name="sim-model"} `,
+		`vllm:prompt_tokens_total{engine="1",model_name="sim-model"} `,
+		"# HELP vllm:prompt_tokens_created ",
+		`vllm:prompt_tokens_created{engine="0",model_name="sim-model"} `,
+		`vllm:prompt_tokens_created{engine="1",model_name="sim-model"} `,
+		`vllm:request_success_total{engine="0",finished_reason="stop",model_name="sim-model"} `,
+		`vllm:request_success_total{engine="1",finished_reason="stop",model_name="sim-model"} `,
+		`vllm:request_success_total{engine="0",finished_reason="length",model_name="sim-model"} `,
+		`vllm:time_to_first_token_seconds_sum{engine="0",model_name="sim-model"} `,
+		`vllm:time_to_first_token_seconds_bucket{engine="1",le="0.001",model_name="sim-model"} `,
+		`vllm:time_to_first_token_seconds_created{engine="0",model_name="sim-model"} `,
+		`vllm:cache_config_info{block_size="16",`,
+		`,engine="0",`,
+		`vllm:cache_config_info{block_size="16",`,
+		`,engine="1",`,
+	}
+	rest := string(full)
+	for _, want := range inOrder {
+		i := strings.Index(rest, want)
+		require.GreaterOrEqual(t, i, 0, "%q missing or out of order", want)
+		rest = rest[i+len(want):]
+	}
 }
 
 func portOf(t *testing.T, endpoint string) int {
