@@ -88,3 +88,49 @@ func ExampleStartFleet() {
 	// prompt=200 cached=0 completion=8 finish=length
 	// prompt=200 cached=192 completion=8 finish=length
 }
+
+// Run one replica with two data-parallel engine cores. Each core has its
+// own prefix cache: the X-data-parallel-rank header pins a request to a
+// core, and a prompt cached on rank 1 is cold on rank 0.
+func ExampleConfig_dataParallel() {
+	cfg := vllmsim.Fast()
+	cfg.DataParallelSize = 2
+	f, err := vllmsim.StartFleet(context.Background(), vllmsim.ReplicaSpec{Config: cfg})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer f.Close()
+	body := `{"prompt":"` + strings.Repeat("Tell me about KV caches. ", 8) + `","max_tokens":4}`
+	for _, rank := range []string{"1", "1", "0"} {
+		req, err := http.NewRequest(http.MethodPost, f.Replicas[0].URL+"/v1/completions", strings.NewReader(body))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		req.Header.Set("X-data-parallel-rank", rank)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		var out struct {
+			Usage struct {
+				PromptTokensDetails struct {
+					CachedTokens int `json:"cached_tokens"`
+				} `json:"prompt_tokens_details"`
+			} `json:"usage"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("rank %s: cached=%d\n", rank, out.Usage.PromptTokensDetails.CachedTokens)
+	}
+	// Output:
+	// rank 1: cached=0
+	// rank 1: cached=192
+	// rank 0: cached=0
+}
