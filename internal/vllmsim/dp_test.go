@@ -321,8 +321,8 @@ func replayAll(t *testing.T, endpoint string) ([]uint64, []kvevents.Batch) {
 
 // TestDataParallelKVEvents: rank 1 publishes on rank 0's ports + 1, with
 // its own sequence numbers from 0 and 1 as every batch's rank; a
-// kvevents.Subscriber keyed by (endpoint, rank) puts the blocks in a
-// kvcache index under rank 1's source only.
+// kvevents.Subscriber following a pool of (endpoint, rank) entries puts
+// the blocks in a kvcache index under rank 1's entry only.
 func TestDataParallelKVEvents(t *testing.T) {
 	cfg := vllmsim.Fast()
 	cfg.DataParallelSize = 2
@@ -386,17 +386,20 @@ func TestDataParallelKVEvents(t *testing.T) {
 	seqs, _ = replayAll(t, r.KVReplayEndpoint)
 	assert.Empty(t, seqs)
 
-	// A kvcache index fed through kvevents' subscriber, one source per
-	// (endpoint, rank): the blocks land under rank 1's.
+	// A kvcache index fed through kvevents' subscriber following a pool
+	// with one endpoint per (replica, rank), whose sources PoolSource puts
+	// at rank 0's ports + the rank: the blocks land under rank 1's.
 	hasher, err := prefix.NewHasher(cfg.Model, prefix.WithBlockSize(cfg.BlockSize))
 	require.NoError(t, err)
 	idx, err := kvcache.New(hasher)
 	require.NoError(t, err)
-	s, err := kvevents.NewSubscriber(kvevents.NewKVCacheIndex(idx))
+	pl := pool.New()
+	s, err := kvevents.NewSubscriber(kvevents.NewKVCacheIndex(idx),
+		kvevents.WithPool(pl, kvevents.PoolSource(portOf(t, r.KVEndpoint), portOf(t, r.KVReplayEndpoint))))
 	require.NoError(t, err)
-	ids := []string{r.Addr, r.Addr + "@dp1"}
-	for i, kr := range r.KVRanks {
-		require.NoError(t, s.Add(kvevents.Source{ID: ids[i], Endpoint: kr.Endpoint, ReplayEndpoint: kr.ReplayEndpoint}))
+	ids := []string{"pod@dp0", "pod@dp1"}
+	for rank, id := range ids {
+		require.NoError(t, pl.Store(pool.Endpoint{ID: id, Address: r.Addr, DPRank: rank}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
