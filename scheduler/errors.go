@@ -56,8 +56,13 @@ func (e *ScoreError) Error() string {
 func (e *ScoreError) Unwrap() error { return ErrBadScore }
 
 // Reason is a machine-readable cause for a request that was not routed. Its value
-// is suitable for a response header such as x-llm-d-request-dropped-reason (the
-// strings match llm-d's where llm-d has one).
+// is suitable for a response header such as x-llm-d-request-dropped-reason. The
+// strings are llm-d's for the same cause, with two deliberate refinements: a full
+// flow-control queue is [ReasonQueueFull] (llm-d reports it as
+// rejected-saturated, which hides whether the fleet or the queue bound is the
+// limit), and a filter that removes every candidate is [ReasonNoEndpoints] with
+// 503 (llm-d answers 429 rejected-saturated, but no amount of waiting helps a
+// request no endpoint can serve). [ReasonBadRequest] has no llm-d counterpart.
 // It is a plain value, safe to copy and to read from several goroutines.
 type Reason string
 

@@ -42,13 +42,21 @@ const (
 )
 
 // FlowConfig is flow control's policy. The zero value means the defaults
-// noted on each field (llm-d's flow-control defaults). NewFlowControl copies it;
-// a FlowConfig is a plain value with no concurrency concerns of its own.
+// noted on each field, which are llm-d's flow-control defaults (its per-band
+// maxRequests 5,000 and maxBytes 1 GB, defaultRequestTTL 60 s, FCFS ordering).
+// One difference: llm-d applies the count and byte bounds to each priority band
+// (with no global cap by default), routekit to all waiting requests together,
+// so that the memory a queue can hold does not grow with the number of
+// priorities in use. With a single band the two are the same. NewFlowControl
+// copies it; a FlowConfig is a plain value with no concurrency concerns of its
+// own.
 type FlowConfig struct {
-	// MaxRequests bounds the requests waiting at once; 0 means 5,000. A request
-	// that would exceed it is rejected with 429 ([ReasonQueueFull]).
+	// MaxRequests bounds the requests waiting at once, over all bands; 0 means
+	// 5,000. A request that would exceed it is rejected with 429
+	// ([ReasonQueueFull]).
 	MaxRequests int
-	// MaxBytes bounds the sum of waiting requests' [Request.Size]; 0 means 1 GiB.
+	// MaxBytes bounds the sum of waiting requests' [Request.Size], over all
+	// bands; 0 means 1,000,000,000 (llm-d's decimal 1 GB, not 1 GiB).
 	MaxBytes int64
 	// DefaultTTL bounds the wait of a request whose TTL is zero; 0 means 60 s. On
 	// expiry the request is rejected with 429 ([ReasonTTLExpired]).
@@ -72,7 +80,18 @@ type FlowConfig struct {
 // ([Request.Tenant]) take turns round robin, so one tenant's burst cannot starve
 // another; a tenant's own requests leave in [FCFS] or [EarliestDeadline] order.
 // Sheddable requests (Priority < 0) never wait: they are rejected with 429 when
-// they cannot pass at once.
+// they cannot pass at once (the fleet is saturated, or others are already
+// waiting ahead of them).
+//
+// Compared with llm-d's flow control: the tenant round robin is llm-d's
+// round-robin-fairness-policy, not its default global-strict-fairness-policy
+// (which has no fairness between flows: one tenant's burst delays everyone
+// behind it in the band). Sheddable requests are refused instead of queued in a
+// negative band, because a request that may be dropped anyway should not hold
+// a queue slot and then time out. Ordering and deadlines match llm-d's
+// fcfs-ordering-policy and edf-ordering-policy (deadline = arrival + TTL). There
+// is no in-flight eviction (llm-d's optional enableEviction): a request, once
+// dispatched, is the model server's.
 //
 // Release is driven by events, not by polling: an arrival, a [Permit.Done], or a
 // [FlowControl.Notify] (which the gateway calls when capacity may have freed: a
@@ -108,7 +127,7 @@ func NewFlowControl(gate Gate, cfg FlowConfig) (*FlowControl, error) {
 		cfg.MaxRequests = 5000
 	}
 	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = 1 << 30
+		cfg.MaxBytes = 1_000_000_000
 	}
 	if cfg.DefaultTTL == 0 {
 		cfg.DefaultTTL = 60 * time.Second

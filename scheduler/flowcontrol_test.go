@@ -257,3 +257,30 @@ func TestNewFlowControlValidates(t *testing.T) {
 	_, err := NewFlowControl(nil, FlowConfig{})
 	assert.Error(t, err)
 }
+
+// TestFlowControlDefaultsAreLLMDs: FlowConfig documents its zero value as
+// llm-d's flow-control defaults (llm-d-router flowcontrol/controller: per band
+// maxRequests 5000, maxBytes 1,000,000,000 — decimal 1 GB, not 1 GiB —
+// defaultRequestTTL 60 s). A request of 1 GB + 1 byte must hit the byte bound
+// at once instead of waiting.
+func TestFlowControlDefaultsAreLLMDs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &testGate{}
+		g.saturated.Store(true)
+		f, err := NewFlowControl(g, FlowConfig{})
+		require.NoError(t, err)
+		assert.Equal(t, 5000, f.cfg.MaxRequests)
+		assert.Equal(t, int64(1_000_000_000), f.cfg.MaxBytes)
+		assert.Equal(t, 60*time.Second, f.cfg.DefaultTTL)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = f.Acquire(ctx, &Request{ID: "big", Size: 1_000_000_001})
+		assert.Equal(t, ReasonQueueFull, DropReason(err))
+		out := enqueueAll(t, f, ctx, []*Request{{ID: "fits", Size: 1_000_000_000}})
+		n, b := f.Len()
+		assert.Equal(t, 1, n)
+		assert.Equal(t, int64(1_000_000_000), b)
+		cancel()
+		assert.Equal(t, ReasonCancelled, DropReason((<-out).err))
+	})
+}
