@@ -47,7 +47,8 @@ type Result struct {
 	Prefix         PrefixMatch
 	UncachedTokens int
 	// Scorers and Weights name the profile's scorers and their normalised weights
-	// (summing to 1), in the order of the rows of [Result.Scores].
+	// (summing to 1, or all 0 when every configured weight is 0), in the order
+	// of the rows of [Result.Scores].
 	Scorers []string
 	Weights []float64
 	// Total is the combined score of each candidate that passed the filters, in

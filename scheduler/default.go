@@ -19,9 +19,15 @@ const DefaultProfileTokenCapacity = 65_536
 // spreads distinct prompts as evenly as round robin does.
 //
 // A candidate holding the whole prompt on an idle server scores 1; one holding
-// nothing on an idle server 6/9; the prefix term (1/3 of the total) is worth a
-// full queue or a full KV cache, so a request follows its prefix until the
-// holder is clearly busier than the others, then spreads.
+// nothing on an idle server just under 6/9, since its own P uncached tokens
+// count against token load: 6/9 − 2P/(9·65,536), 0.646 for a 6,000-token
+// prompt. A whole-prompt match (3/9) outweighs either the longest queue or a
+// full KV cache alone (2/9 each) but not both, so a request follows its prefix
+// until the holder is clearly busier than the others, then spreads.
+//
+// llm-d's own no-config default is queue ×2, KV ×2, prefix ×3, which this
+// extends with token load; its weights are not normalised (see
+// [WeightedScorer]), which changes the totals, not the choice.
 //
 // Why not llm-d's current "optimized baseline" ([PrefixAffinity] filter +
 // [TokenLoad])? In the fleet simulations of examples/routecompare (see

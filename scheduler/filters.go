@@ -38,8 +38,12 @@ func (f labelFilter) Filter(_ context.Context, _ *Request, cands []Candidate) []
 
 // Roles keeps the endpoints whose role is one of roles. For disaggregation use
 // Roles(pool.RoleDecode, pool.RoleBoth) in the decode profile and
-// Roles(pool.RolePrefill, pool.RoleBoth) in the prefill profile. Safe for
-// concurrent use.
+// Roles(pool.RolePrefill, pool.RoleBoth) in the prefill profile. An endpoint
+// without a role is pool.RoleBoth; so, unlike llm-d's prefill-filter (which drops
+// unlabeled pods while its decode-filter keeps them), Roles cannot tell an
+// unlabeled endpoint from one labelled "both": leave RoleBoth out of the prefill
+// profile to get llm-d's behaviour for a fleet whose P/D pods are all labelled.
+// Safe for concurrent use.
 func Roles(roles ...pool.Role) Filter {
 	var mask uint8
 	for _, r := range roles {
@@ -116,8 +120,15 @@ type Affinity struct {
 // If S is empty, or S is every candidate, or min over S of ttft − min over the
 // others of ttft > MaxTTFTPenalty, it keeps every candidate; otherwise it keeps S.
 // With probability Exploration it keeps every candidate. It is llm-d's
-// prefix-cache-affinity-filter ("sticky until saturated"). Safe for concurrent
-// use.
+// prefix-cache-affinity-filter ("sticky until saturated") with its defaults,
+// and three deliberate differences: ttft(e) counts this request's own uncached
+// tokens on e, where llm-d counts in-flight tokens alone (so the holder is
+// credited with the prefill its cache saves, and is released about
+// (cached(holder) − cached(best other))/PeakPrefillTokensPerSec later than in
+// llm-d); p(e) weighs the match by cache tier ([TierWeights]) where llm-d
+// counts every matched block as 1; and MaxTTFTPenaltySeconds 0 means the 18 s
+// default where llm-d's 0 means "never release" (use math.Inf(1) for that).
+// Safe for concurrent use.
 func PrefixAffinity(a Affinity) (Filter, error) {
 	if a.Threshold == 0 {
 		a.Threshold = 0.8

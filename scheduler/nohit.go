@@ -16,8 +16,12 @@ import (
 //	warm request:  score = 0.5 for all   (some candidate has a prefix hit)
 //
 // Only cold requests update the order (it is an [Observer]). It remembers at most
-// maxEndpoints endpoints (≤ 0 means 1024). It is llm-d's no-hit-lru-scorer. Safe
-// for concurrent use.
+// maxEndpoints endpoints (≤ 0 means 1024). It is llm-d's no-hit-lru-scorer, with
+// one difference: r ranks the candidates among themselves, while llm-d ranks a
+// used endpoint by its position in the whole LRU, so endpoints that are not
+// candidates (filtered out, or in another profile's role) still take ranks and
+// several candidates can clamp to the same 0. Both agree whenever every
+// endpoint the LRU remembers is a candidate. Safe for concurrent use.
 func NoHitLRU(maxEndpoints int) *ColdLRU {
 	if maxEndpoints <= 0 {
 		maxEndpoints = 1024

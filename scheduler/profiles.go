@@ -32,9 +32,15 @@ func (f ProfileHandlerFunc) Next(ctx context.Context, req *Request, d *Decision)
 //
 // Formula: disaggregate ⇔ MinUncachedTokens > 0 ∧ promptLen − cached(decode) ≥
 // MinUncachedTokens, where cached(decode) is the decode endpoint's matched
-// prefix in tokens. MinUncachedTokens 0 never disaggregates (as llm-d's
-// prefix-based decider with nonCachedTokens 0). Disaggregated is immutable and
-// safe for concurrent use.
+// prefix in tokens (matched blocks × block size, capped at promptLen).
+// MinUncachedTokens is llm-d's prefix-based-pd-decider nonCachedTokens, with the
+// same ≥ and the same 0 = never disaggregate. Not offered: the decider's
+// separate promptTokens minimum (it matters only when set above
+// nonCachedTokens, since the uncached part is never longer than the prompt).
+// Unlike llm-d, which keeps a request local when the decode endpoint has no
+// prefix information, a scheduler without a [PrefixIndex] sees nothing cached
+// and disaggregates every prompt of at least MinUncachedTokens tokens.
+// Disaggregated is immutable and safe for concurrent use.
 type Disaggregated struct {
 	Decode, Prefill   int // profile indices
 	MinUncachedTokens int

@@ -23,6 +23,14 @@ import (
 // the fleet is saturated when level ≥ 1. A stale endpoint (pool.Endpoint.Stale)
 // counts as level 1 under [StaleSaturated] and is left out under [StaleIgnore];
 // a fleet with no usable endpoint is saturated.
+//
+// With MaxInFlight and MaxInFlightTokens unset this is llm-d's
+// utilization-detector with headroom 0. Differences: staleness is the pool's
+// (the scraper's WithStaleAfter, 2 s by default), not the detector's own
+// 200 ms metricsStalenessThreshold; and under [StaleIgnore] an all-stale fleet
+// is saturated, where llm-d's ignore policy scores it 0 and lets everything
+// through (routekit will not treat a fleet it cannot see as idle; use
+// [StaleFailOpen] on the scheduler to keep routing on old metrics).
 type Saturation struct {
 	// QueueThreshold is the waiting-queue length at which an endpoint is full.
 	// Zero means 5.

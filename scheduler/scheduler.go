@@ -133,6 +133,13 @@ func (f PrefixIndexFunc) Match(req *Request, cands []Candidate) { f(req, cands) 
 // weight keeps a scorer for the explain output without letting it influence the
 // pick. With no scorers (or all weights zero) every combined score is 0 and the
 // picker decides alone (a random or cost picker, or a random tie-break).
+//
+// llm-d, by contrast, adds wᵢ·sᵢ without dividing by Σ wᵢ (its totals can
+// exceed 1). The two differ by the constant factor Σ wᵢ per profile, so for the
+// same weights they rank candidates identically and [MaxScore] and
+// [WeightedRandom] choose alike; only the totals in [Decision.Explain] are
+// scaled. routekit normalises so that totals stay in [0,1] and are comparable
+// across profiles.
 // It is a plain value; the scorer it holds must be safe for concurrent use.
 type WeightedScorer struct {
 	Weight float64

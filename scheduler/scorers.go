@@ -173,7 +173,11 @@ func (w TierWeights) of(m PrefixMatch) float64 {
 //
 // counting only blocks consecutive from block 0; 0 for every endpoint when the
 // request has no block keys. A zero w means [DefaultTierWeights]; weights must be
-// in [0,1]. Safe for concurrent use.
+// in [0,1]. With every block in GPU memory it is llm-d's prefix-cache-scorer
+// at its default matchLengthWeight 0 (matchBlocks/totalBlocks); llm-d's
+// optional absolute-length term (matchLengthWeight, matchLengthScaleTokens) is
+// not offered. The GPU and CPU weights are those of llm-d's precise scorer;
+// Storage 0.5 is routekit's own. Safe for concurrent use.
 func Prefix(w TierWeights) (Scorer, error) {
 	w = w.orDefault()
 	if err := w.valid(); err != nil {
@@ -206,9 +210,14 @@ func (s prefixScorer) Score(_ context.Context, req *Request, cands []Candidate, 
 //	0.6  the adapter is waiting on the endpoint
 //	0.0  otherwise
 //
-// Every endpoint scores 1 for a request without an adapter. An endpoint that
-// does not report LoRA metrics scores 0.8 if it lists the adapter in
-// pool.Endpoint.LoRAAdapters, else 0. Safe for concurrent use.
+// These are llm-d's lora-affinity-scorer values, checked in the same order (a
+// free slot outranks the adapter merely waiting). Two deliberate differences:
+// every endpoint scores 1 for a request without an adapter (llm-d looks the base
+// model up among the adapters, so base-model requests score 0.8 where a LoRA
+// slot is free and 0 elsewhere, steering them by a resource they do not use);
+// and an endpoint that does not report LoRA metrics scores 0.8 if it lists the
+// adapter in pool.Endpoint.LoRAAdapters, else 0 (llm-d: 0). Safe for
+// concurrent use.
 func LoRAAffinity() Scorer { return loraAffinity{} }
 
 type loraAffinity struct{}
@@ -253,7 +262,9 @@ func loraScore(adapter string, c *Candidate) float64 {
 //
 // At most maxSessions bindings are kept (the least recently bound is dropped
 // first). ttl ≤ 0 means 5 minutes, maxSessions ≤ 0 means 100,000; now is the
-// clock (nil: time.Now). Safe for concurrent use.
+// clock (nil: time.Now). It is llm-d's session-affinity-scorer with its
+// session_id strategy (300 s TTL); the caller reads the session header into
+// [Request.Session]. Safe for concurrent use.
 func SessionAffinity(ttl time.Duration, maxSessions int, now func() time.Time) *Sessions {
 	if ttl <= 0 {
 		ttl = 5 * time.Minute
