@@ -153,7 +153,7 @@ func (*roundRobin) Name() string { return "round-robin" }
 
 func (p *roundRobin) Pick(_ context.Context, _ *Request, cands []Candidate, _ []float64, out []int) int {
 	n := len(cands)
-	start := int(p.next.Add(1)-1) % n
+	start := int((p.next.Add(1) - 1) % uint64(n)) // reduce before converting: past 2^63 int() is negative
 	k := min(len(out), n)
 	for j := range k {
 		out[j] = (start + j) % n

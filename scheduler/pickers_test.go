@@ -141,3 +141,29 @@ func TestCostPicker(t *testing.T) {
 		assert.Error(t, err, "%+v", c)
 	}
 }
+
+// TestRoundRobinCounterWrap: the pick counter is a uint64; past 2^63 its
+// conversion to int is negative and so was the chosen index. Positions must
+// stay in range and keep cycling across the wrap.
+func TestRoundRobinCounterWrap(t *testing.T) {
+	_, cands := fleet(t, ep{}, ep{}, ep{})
+	tests := []struct {
+		name  string
+		start uint64
+		want  []int
+	}{
+		{"at 2^63", 1 << 63, []int{2, 0, 1}},                    // 2^63 mod 3 = 2
+		{"across the uint64 wrap", math.MaxUint64, []int{0, 0}}, // 2^64−1 mod 3 = 0, then 0 mod 3
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rr := RoundRobin().(*roundRobin)
+			rr.next.Store(tt.start)
+			var got []int
+			for range tt.want {
+				got = append(got, pick(t, rr, &Request{PromptTokens: 1}, cands, nil, 1)...)
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
