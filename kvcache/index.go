@@ -535,7 +535,9 @@ func (x *Index) Stored(endpoint string, tier Tier, ev *BlockStored) error {
 	if evbs == 0 {
 		evbs = bs
 	}
-	if evbs%bs != 0 || len(ev.Tokens) != evbs*len(ev.EngineHashes) {
+	// Division, not evbs*len(hashes): a huge or negative block size must not
+	// wrap around to the token count.
+	if evbs < bs || evbs%bs != 0 || len(ev.Tokens)%evbs != 0 || len(ev.Tokens)/evbs != len(ev.EngineHashes) {
 		return fmt.Errorf("kvcache: stored from %q: %w: %d tokens for %d hashes, event block size %d, index block size %d",
 			endpoint, ErrBlockSize, len(ev.Tokens), len(ev.EngineHashes), ev.BlockSize, bs)
 	}

@@ -892,3 +892,29 @@ func TestStoredDuplicateSpans(t *testing.T) {
 	assert.Equal(t, Match{}, got[0])
 	assert.Zero(t, x.Stats().Entries)
 }
+
+// TestStoredBlockSizeOverflow: an event block size whose product with the
+// hash count wraps around to the token count is refused, not indexed past
+// the keys (it panicked: 4 hashes × (2^62+4) wraps to 16 tokens).
+func TestStoredBlockSizeOverflow(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		hashes int
+		bs     int
+	}{
+		{"wraps positive", 4, 1<<62 + 4},
+		{"wraps negative", 4, 4 - 1<<62},
+		{"negative", 1, -16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newIndex(t) // block size 4
+			hashes := make([]uint64, tc.hashes)
+			for i := range hashes {
+				hashes[i] = uint64(i + 1)
+			}
+			ev := &BlockStored{EngineHashes: hashes, Tokens: make([]uint32, 16), BlockSize: tc.bs}
+			require.ErrorIs(t, x.Stored("a", TierGPU, ev), ErrBlockSize)
+			assert.Zero(t, x.Stats().Entries)
+		})
+	}
+}
