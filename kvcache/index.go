@@ -470,13 +470,21 @@ func (x *Index) Remove(endpoint string, tier Tier, keys []uint64) error {
 	if err != nil {
 		return fmt.Errorf("kvcache: remove for %q: %w", endpoint, err)
 	}
+	x.remove(t, tier, keys)
+	return nil
+}
+
+// remove clears tier for keys at t, unless t was dropped since the caller
+// found it: its id may then belong to another location already.
+func (x *Index) remove(t *location, tier Tier, keys []uint64) {
 	x.warm(keys)
 	t.mu.Lock()
-	for _, k := range keys {
-		x.clearLocked(t, fixKey(k), 1<<tier)
+	if !t.dropped {
+		for _, k := range keys {
+			x.clearLocked(t, fixKey(k), 1<<tier)
+		}
 	}
 	x.unlock(t)
-	return nil
 }
 
 // BlockStored is a model server's KV event: blocks computed and cached, in

@@ -918,3 +918,32 @@ func TestStoredBlockSizeOverflow(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoveAfterDropAndIDReuse: a Remove that found its location just before
+// the location was dropped, and whose id went to another endpoint after the
+// quarantine, must not clear the new endpoint's blocks (it did, and counted
+// them off the dropped location: Stats.Entries 1 for 3 held).
+func TestRemoveAfterDropAndIDReuse(t *testing.T) {
+	x := newIndex(t)
+	keys := []uint64{1, 2, 3}
+	require.NoError(t, x.Add("a", TierGPU, keys))
+	stale, err := x.loc("a", false, false) // what an in-flight Remove holds
+	require.NoError(t, err)
+	require.NoError(t, x.DropEndpoint("a"))
+	for i := range idQuarantine {
+		name := fmt.Sprint("tmp", i)
+		require.NoError(t, x.Add(name, TierGPU, keys[:1]))
+		require.NoError(t, x.DropEndpoint(name))
+	}
+	require.NoError(t, x.Add("b", TierGPU, keys))
+	b, err := x.loc("b", false, false)
+	require.NoError(t, err)
+	require.Equal(t, stale.id, b.id, "b must reuse a's id for this test")
+
+	x.remove(stale, TierGPU, keys)
+
+	got, _ := lookup(t, x, keys, "b")
+	assert.Equal(t, m(3), got[0])
+	assert.Equal(t, 3, x.Blocks("b"))
+	assert.Equal(t, int64(3), x.Stats().Entries)
+}
