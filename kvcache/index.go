@@ -178,7 +178,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 // WithCapacity bounds the number of (block, location) entries (default
 // DefaultCapacity). Past it, writes evict each location's least recently
-// stored or learned entries that no Learn has touched since (a CLOCK policy),
+// stored or learned entries that no Learn or repeated store has touched since (a CLOCK policy),
 // starting with locations holding more than their share.
 func WithCapacity(entries int) Option { return optionFunc(func(c *config) { c.capacity = entries }) }
 
@@ -823,9 +823,10 @@ func (x *Index) SetLearnedCapacity(endpoint string, blocks int) error {
 	return nil
 }
 
-// Expire drops learned entries whose TTL has passed. Writes to an endpoint
-// expire its own entries as they go; Run calls Expire periodically so that
-// idle endpoints' entries expire too.
+// Expire drops learned entries whose TTL has passed. Learn expires the
+// endpoint's own entries as it goes (other writes do not); Run calls Expire
+// periodically so that entries of endpoints no longer learned to expire too.
+// Lookup does not read deadlines: a learned entry counts until it is expired.
 func (x *Index) Expire() {
 	if x.cfg.learnedTTL == 0 {
 		return

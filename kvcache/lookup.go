@@ -214,8 +214,10 @@ func (sc *lookupScratch) holders(x *Index, k uint64) ([]uint32, bool) {
 // in the tier of its current run, without changing any state but the check
 // stamps. last is the last block walked: live candidates were seen there.
 // A candidate whose run is in its shared storage passes when the storage
-// holds the block and the candidate does not hold it in a better tier. Candidates served by a shared storage never pass: they make the walk
-// go block by block.
+// holds the block and the candidate does not hold it itself (holding it in
+// any own tier fails the check, even a worse one, and the walk then goes
+// block by block); a run in the learned tier fails where the storage holds
+// the block, since TierShared beats it.
 func (sc *lookupScratch) check(x *Index, k uint64, b, last int32) bool {
 	hs, ok := sc.holders(x, k)
 	if !ok {
