@@ -665,8 +665,12 @@ func TestJumpSearchHoleOvercountBounded(t *testing.T) {
 	require.NoError(t, x.Add("a", TierGPU, keys))
 	require.NoError(t, x.Remove("a", TierGPU, keys[10:11])) // a hole between checkpoints
 	got, _ := lookup(t, x, keys, "a")
-	assert.GreaterOrEqual(t, got[0].Total(), 10)
-	assert.LessOrEqual(t, got[0].Total(), 10+8-1+len(keys)) // documented: may skip the hole
+	// Documented: the probes at 8 and 16 pass, so the hole (one block lacking,
+	// within stride-1) is counted as held, and so is everything after it.
+	assert.Equal(t, m(int32(len(keys))), got[0])
+	SetJumpStride(x, 0)
+	got, _ = lookup(t, x, keys, "a")
+	assert.Equal(t, m(10), got[0], "block by block stops at the hole")
 	_, err := New(nil, WithJumpSearch(1))
 	assert.Error(t, err)
 }
@@ -946,4 +950,35 @@ func TestRemoveAfterDropAndIDReuse(t *testing.T) {
 	assert.Equal(t, m(3), got[0])
 	assert.Equal(t, 3, x.Blocks("b"))
 	assert.Equal(t, int64(3), x.Stats().Entries)
+}
+
+// TestJumpSearchBisectProbes: once a probe fails, the bisection keeps that
+// bound (it restarted a whole stride above each passing probe, about
+// log²(stride)/2 probes instead of log2(stride)). A 1000-block match in a
+// 2048-block chain at stride 64: 15 passing strides, the failing one, then 6
+// probes of bisection.
+func TestJumpSearchBisectProbes(t *testing.T) {
+	for _, tc := range []struct {
+		held, maxProbes int
+	}{
+		{1000, 15 + 1 + 6},
+		{1024, 16 + 1 + 6},
+		{1, 1 + 6},
+		{2048, 32},
+	} {
+		t.Run(fmt.Sprint(tc.held), func(t *testing.T) {
+			x := newIndex(t, WithJumpSearch(64))
+			keys := make([]uint64, 2048)
+			for i := range keys {
+				keys[i] = uint64(1000 + i)
+			}
+			require.NoError(t, x.Add("a", TierGPU, keys[:tc.held]))
+			out := make([]Match, 1)
+			sc := new(lookupScratch)
+			n := sc.run(x, x.reg.Load(), keys, []string{"a"}, out)
+			assert.Equal(t, tc.held, n)
+			assert.Equal(t, m(int32(tc.held)), out[0])
+			assert.LessOrEqual(t, sc.probes, tc.maxProbes)
+		})
+	}
 }

@@ -88,6 +88,7 @@ type lookupScratch struct {
 	two     [2]uint32
 	dups    [][2]int32 // (out index, first out index) for endpoints listed twice
 	hbuf    []uint32
+	probes  int // jump checks made, ever (for tests)
 
 	// The last resolve: registry, names (their headers) and ids.
 	lastReg   *registry
@@ -219,6 +220,7 @@ func (sc *lookupScratch) holders(x *Index, k uint64) ([]uint32, bool) {
 // block by block); a run in the learned tier fails where the storage holds
 // the block, since TierShared beats it.
 func (sc *lookupScratch) check(x *Index, k uint64, b, last int32) bool {
+	sc.probes++
 	hs, ok := sc.holders(x, k)
 	if !ok {
 		return false
@@ -291,14 +293,20 @@ walk:
 			// walk the last few blocks one by one.
 			lo := b - 1
 			hi := min(lo+jump, len(keys)-1)
+			bad := -1 // the nearest block above lo known to fail the check
 			for hi > lo {
 				if sc.check(x, fixKey(keys[hi]), int32(hi), int32(lo)) {
 					for _, ci := range sc.alive {
 						cands[ci].seenAt = int32(hi)
 					}
 					lo = hi
-					hi = min(lo+jump, len(keys)-1)
-					continue
+					if bad < 0 {
+						hi = min(lo+jump, len(keys)-1)
+						continue
+					}
+					hi = bad // keep bisecting below it, not a whole stride again
+				} else {
+					bad = hi
 				}
 				if hi-lo <= 2 {
 					break
