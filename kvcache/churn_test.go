@@ -494,3 +494,96 @@ func cutStorage(name string) (string, bool) {
 	}
 	return "", false
 }
+
+// TestConcurrentEvictionChurn: writers that evict each other (a small
+// capacity), learn, unlearn, expire and drop endpoints, concurrently with
+// lookups. Afterwards the counters must equal a recount of the table and the
+// index must be within its capacity. Run with -race.
+func TestConcurrentEvictionChurn(t *testing.T) {
+	clk := &fakeClock{}
+	const capacity = 300
+	x, err := New(testKeyer{bs: 2}, WithCapacity(capacity), WithLearnedTTL(50*time.Millisecond),
+		WithLearnedCapacity(40), WithClock(clk.now))
+	require.NoError(t, err)
+	ops := 1500
+	if raceEnabled || testing.Short() {
+		ops = 600
+	}
+	shared := make([]uint64, 96)
+	for i := range shared {
+		shared[i] = uint64(i + 1)
+	}
+	done := make(chan struct{})
+	readerDone := make(chan error, 1)
+	go func() {
+		cands := []string{"w0", "w1", "w2", "w3"}
+		out := make([]Match, len(cands))
+		for {
+			select {
+			case <-done:
+				readerDone <- nil
+				return
+			default:
+			}
+			if _, err := x.Lookup(shared, cands, out); err != nil {
+				readerDone <- err
+				return
+			}
+			for _, m := range out {
+				if m.Total() > len(shared) {
+					readerDone <- fmt.Errorf("matched %d of %d", m.Total(), len(shared))
+					return
+				}
+			}
+		}
+	}()
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			ep := fmt.Sprint("w", w)
+			var err error
+			for i := 0; i < ops && err == nil; i++ {
+				a := rng.IntN(len(shared))
+				keys := shared[a : a+1+rng.IntN(len(shared)-a)]
+				switch rng.IntN(10) {
+				case 0, 1:
+					err = x.Add(ep, Tier(rng.IntN(3)), keys)
+				case 2:
+					err = x.Remove(ep, Tier(rng.IntN(3)), keys)
+				case 3, 4:
+					err = x.Learn(ep, keys)
+				case 5:
+					err = x.Unlearn(ep, keys)
+				case 6:
+					fresh := make([]uint64, 16)
+					for j := range fresh {
+						fresh[j] = rng.Uint64()
+					}
+					err = x.Add(ep, TierCPU, fresh)
+				case 7:
+					clk.advance(time.Duration(rng.IntN(20)) * time.Millisecond)
+					x.Expire()
+				case 8:
+					if rng.IntN(6) == 0 {
+						err = x.DropEndpoint(ep)
+					}
+				case 9:
+					err = x.Attach(ep, "store")
+					if err == nil {
+						err = x.Add(ep, TierShared, keys)
+					}
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+	close(done)
+	require.NoError(t, <-readerDone)
+	c := checkConsistent(t, x, "after the churn")
+	assert.LessOrEqual(t, c.entries, int64(capacity))
+	assert.Positive(t, x.Stats().Evicted)
+}

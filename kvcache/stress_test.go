@@ -130,7 +130,9 @@ func TestConcurrentStress(t *testing.T) {
 	}
 	assert.Positive(t, lookups.Load())
 
-	// The bookkeeping agrees with itself after the storm.
+	// The bookkeeping agrees with itself after the storm: with the writers'
+	// blocks still held, then with them dropped.
+	checkConsistent(t, x, "after the storm")
 	for w := 0; w < writers; w++ {
 		require.NoError(t, x.DropEndpoint(fmt.Sprintf("w%d", w)))
 	}
@@ -138,4 +140,5 @@ func TestConcurrentStress(t *testing.T) {
 	assert.Equal(t, int64(128), s.Entries) // pin0's 64 + the store's 64
 	assert.Equal(t, int64(64), s.Blocks)
 	assert.Zero(t, s.Learned)
+	checkConsistent(t, x, "after the drops")
 }
