@@ -304,7 +304,7 @@ type location struct {
 	// matters only while the tier still holds the block (see Removed).
 	dups map[dupKey]uint32
 
-	learned map[uint64]int64 // learned key → deadline (or sequence number without a TTL)
+	learned map[uint64]int64 // learned key → deadline, unique per reference (see Learn; a sequence number without a TTL)
 	lq      []learnedRef     // learned keys in learning order, for TTL and capacity
 	lqHead  int
 	lcap    int
@@ -738,17 +738,22 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 	// prefix learned again within that time (a popular system prompt, a chat
 	// turn after turn) costs a map lookup and a lock-free read per block.
 	ttl := int64(x.cfg.learnedTTL)
-	var deadline int64
+	var rounded, g int64
 	if ttl > 0 {
-		g := max(ttl/16, int64(time.Millisecond))
-		deadline = (now + ttl + g - 1) / g * g
+		g = x.granule()
+		rounded = (now + ttl + g - 1) / g * g
 	}
 	for i := len(keys) - 1; i >= 0; i-- {
 		k := fixKey(keys[i])
-		// The deadline also identifies the newest reference of a key in l.lq;
-		// without a TTL a per-location counter stands in for it.
+		// The deadline also identifies the newest reference of a key in l.lq,
+		// so each new reference gets its own: the rounded deadline plus a
+		// per-location counter modulo the granule g (a key unlearned and
+		// learned again within one granule must not make its older
+		// reference live again). Without a TTL the counter alone stands in.
+		l.lseq++
+		deadline := l.lseq
 		if ttl > 0 {
-			if d, ok := l.learned[k]; ok && d == deadline {
+			if d, ok := l.learned[k]; ok && d-d%g == rounded {
 				// Learned already with this deadline, so queued already:
 				// only mark it recently used.
 				if x.tiersOf(l, k)&bitRef == 0 {
@@ -756,9 +761,7 @@ func (x *Index) Learn(endpoint string, keys []uint64) error {
 				}
 				continue
 			}
-		} else {
-			l.lseq++
-			deadline = l.lseq
+			deadline = rounded + l.lseq%g
 		}
 		x.setLocked(l, k, bitLearned)
 		l.learned[k] = deadline
@@ -867,10 +870,20 @@ func (x *Index) expireLocked(l *location, now int64) {
 	if x.cfg.learnedTTL == 0 {
 		return
 	}
-	for l.lqHead < len(l.lq) && l.lq[l.lqHead].deadline <= now {
+	g := x.granule()
+	for l.lqHead < len(l.lq) {
+		if d := l.lq[l.lqHead].deadline; d-d%g > now { // d-d%g: the rounded deadline (see Learn)
+			break
+		}
 		x.popLearnedLocked(l)
 	}
 	l.compactLearnedLocked()
+}
+
+// granule is what learned deadlines are rounded up to: a sixteenth of the
+// TTL, at least a millisecond.
+func (x *Index) granule() int64 {
+	return max(int64(x.cfg.learnedTTL)/16, int64(time.Millisecond))
 }
 
 // popLearnedLocked removes the oldest learned reference; its entry goes away

@@ -982,3 +982,39 @@ func TestJumpSearchBisectProbes(t *testing.T) {
 		})
 	}
 }
+
+// TestRelearnAfterUnlearnSameDeadline: a key unlearned, then learned again
+// within one deadline granule, is the newest learned entry, not the oldest
+// (its first queue reference looked live again, so the capacity dropped it
+// first), and repeating that does not grow the learned queue.
+func TestRelearnAfterUnlearnSameDeadline(t *testing.T) {
+	clk := &fakeClock{}
+	x := newIndex(t, WithLearnedTTL(time.Second), WithLearnedCapacity(2), WithClock(clk.now))
+	k1, k2, k3 := []uint64{11}, []uint64{12}, []uint64{13}
+	require.NoError(t, x.Learn("a", k1))
+	require.NoError(t, x.Unlearn("a", k1))
+	require.NoError(t, x.Learn("a", k2))
+	require.NoError(t, x.Learn("a", k1)) // newest now
+	require.NoError(t, x.Learn("a", k3)) // over capacity: k2 is the oldest
+	for _, tc := range []struct {
+		key  []uint64
+		want Match
+	}{{k1, m(0, 0, 0, 0, 1)}, {k2, m()}, {k3, m(0, 0, 0, 0, 1)}} {
+		got, _ := lookup(t, x, tc.key, "a")
+		assert.Equal(t, tc.want, got[0], "key %v", tc.key)
+	}
+
+	require.NoError(t, x.SetLearnedCapacity("a", 100))
+	for range 1000 {
+		require.NoError(t, x.Learn("a", k1))
+		require.NoError(t, x.Unlearn("a", k1))
+	}
+	require.NoError(t, x.Learn("a", k1))
+	l, err := x.loc("a", false, false)
+	require.NoError(t, err)
+	l.mu.Lock()
+	queued, learned := len(l.lq)-l.lqHead, len(l.learned)
+	l.mu.Unlock()
+	assert.LessOrEqual(t, queued, 2*learned+66, "documented bound on the learned queue")
+	checkConsistent(t, x, "after relearning")
+}
