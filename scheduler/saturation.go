@@ -21,8 +21,9 @@ import (
 //
 // (the last two only when set). The fleet's level is the mean over endpoints;
 // the fleet is saturated when level ≥ 1. A stale endpoint (pool.Endpoint.Stale)
-// counts as level 1 under [StaleSaturated] and is left out under [StaleIgnore];
-// a fleet with no usable endpoint is saturated.
+// counts as level 1 under [StaleSaturated], is left out under [StaleIgnore],
+// and counts with its in-flight terms alone under [StaleLoadOnly]; a fleet with
+// no usable endpoint is saturated.
 //
 // With MaxInFlight and MaxInFlightTokens unset this is llm-d's
 // utilization-detector with headroom 0. Differences: staleness is the pool's
@@ -30,7 +31,9 @@ import (
 // 200 ms metricsStalenessThreshold; and under [StaleIgnore] an all-stale fleet
 // is saturated, where llm-d's ignore policy scores it 0 and lets everything
 // through (routekit will not treat a fleet it cannot see as idle; use
-// [StaleFailOpen] on the scheduler to keep routing on old metrics).
+// [StaleFailOpen] on the scheduler to keep routing on old metrics, and
+// [StaleLoadOnly] with in-flight limits to keep gating on the gateway's own
+// counts).
 type Saturation struct {
 	// QueueThreshold is the waiting-queue length at which an endpoint is full.
 	// Zero means 5.
@@ -59,6 +62,12 @@ const (
 	// StaleIgnore leaves stale endpoints out of the mean; if all are stale the
 	// fleet is saturated.
 	StaleIgnore
+	// StaleLoadOnly judges a stale endpoint by the gateway's own in-flight
+	// counts alone (MaxInFlight, MaxInFlightTokens), which stay fresh when
+	// scrapes fail; with neither limit set it is left out, as under
+	// [StaleIgnore]. A gateway that caps in-flight work then keeps admitting
+	// up to those caps through a metrics outage instead of halting.
+	StaleLoadOnly
 )
 
 func (s *Saturation) thresholds() (q, kv float64) {
@@ -82,7 +91,7 @@ func (s *Saturation) Validate() error {
 		return fmt.Errorf("scheduler: KV threshold %v, want > 0", s.KVThreshold)
 	case s.MaxInFlight < 0 || s.MaxInFlightTokens < 0:
 		return fmt.Errorf("scheduler: negative in-flight limit")
-	case s.Stale > StaleIgnore:
+	case s.Stale > StaleLoadOnly:
 		return fmt.Errorf("scheduler: unknown stale policy %d", s.Stale)
 	}
 	return nil
@@ -91,13 +100,19 @@ func (s *Saturation) Validate() error {
 // Endpoint returns one endpoint's level (≥ 1 means full) and whether it counts
 // (false: stale and ignored).
 func (s *Saturation) Endpoint(e *pool.Endpoint) (float64, bool) {
-	if e.Stale() {
-		return 1, s.Stale != StaleIgnore
+	limits := s.MaxInFlight > 0 || s.MaxInFlightTokens > 0
+	var l float64
+	switch {
+	case !e.Stale():
+		q, kv := s.thresholds()
+		m := e.Metrics()
+		l = max(float64(m.Waiting)/q, m.KVCacheUsage/kv)
+	case s.Stale == StaleSaturated:
+		return 1, true
+	case s.Stale == StaleIgnore || !limits:
+		return 1, false
 	}
-	q, kv := s.thresholds()
-	m := e.Metrics()
-	l := max(float64(m.Waiting)/q, m.KVCacheUsage/kv)
-	if s.MaxInFlight > 0 || s.MaxInFlightTokens > 0 {
+	if limits {
 		ld := e.Load()
 		if s.MaxInFlight > 0 {
 			l = max(l, float64(ld.Requests)/float64(s.MaxInFlight))

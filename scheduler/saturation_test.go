@@ -24,6 +24,11 @@ func TestSaturation(t *testing.T) {
 		{"stale counts as full", Saturation{}, []ep{{stale: true}, {}}, 0.5},
 		{"stale ignored", Saturation{Stale: StaleIgnore}, []ep{{stale: true}, {waiting: 1}}, 0.2},
 		{"all stale ignored is saturated", Saturation{Stale: StaleIgnore}, []ep{{stale: true}}, 1},
+		{"stale load only: in-flight terms", Saturation{Stale: StaleLoadOnly, MaxInFlight: 4}, []ep{{stale: true, waiting: 50, inflight: 1}, {inflight: 3}}, 0.5},
+		{"stale load only: all stale, under the cap", Saturation{Stale: StaleLoadOnly, MaxInFlight: 4}, []ep{{stale: true, kv: 1}, {stale: true, inflight: 2}}, 0.25},
+		{"stale load only: all stale, at the cap", Saturation{Stale: StaleLoadOnly, MaxInFlightTokens: 100}, []ep{{stale: true, inflight: 1, tokens: 100}}, 1},
+		{"stale load only without limits is ignore", Saturation{Stale: StaleLoadOnly}, []ep{{stale: true}, {waiting: 1}}, 0.2},
+		{"stale load only without limits, all stale", Saturation{Stale: StaleLoadOnly}, []ep{{stale: true}}, 1},
 		{"no endpoints is saturated", Saturation{}, nil, 1},
 	}
 	for _, tt := range tests {
@@ -37,7 +42,7 @@ func TestSaturation(t *testing.T) {
 }
 
 func TestSaturationValidateAndAdmit(t *testing.T) {
-	for _, s := range []Saturation{{QueueThreshold: -1}, {KVThreshold: -0.5}, {MaxInFlight: -1}, {Stale: 5}} {
+	for _, s := range []Saturation{{QueueThreshold: -1}, {KVThreshold: -0.5}, {MaxInFlight: -1}, {Stale: StaleLoadOnly + 1}} {
 		assert.Error(t, s.Validate(), "%+v", s)
 	}
 	det := Saturation{}

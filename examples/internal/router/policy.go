@@ -87,7 +87,9 @@ func (pol Policy) Build(p *pool.Pool, idx *kvcache.Index) (*scheduler.Scheduler,
 	if pol.NoFlowControl {
 		return s, nil, nil
 	}
-	sat := &scheduler.Saturation{MaxInFlight: pol.MaxInFlight, Stale: scheduler.StaleIgnore}
+	// Stale endpoints count by the gateway's own in-flight counts: a metrics
+	// outage does not halt admission, and the cap still holds.
+	sat := &scheduler.Saturation{MaxInFlight: pol.MaxInFlight, Stale: scheduler.StaleLoadOnly}
 	if err := sat.Validate(); err != nil {
 		return nil, nil, err
 	}

@@ -31,12 +31,21 @@ type rig struct {
 
 func newRig(t *testing.T, n int, pol router.Policy) *rig {
 	t.Helper()
+	return newRigMetrics(t, n, pol, true)
+}
+
+// newRigMetrics is newRig; without fresh, no endpoint has been scraped, so
+// every one is stale (as in a metrics outage).
+func newRigMetrics(t *testing.T, n int, pol router.Policy, fresh bool) *rig {
+	t.Helper()
 	p := pool.New()
 	for i := range n {
 		require.NoError(t, p.Store(pool.Endpoint{ID: fmt.Sprintf("ep-%d", i), Address: fmt.Sprintf("10.0.0.%d:8000", i+1), Models: []string{"m"}}))
 	}
 	for _, e := range p.Snapshot().Endpoints() {
-		e.StoreMetrics(pool.Metrics{ScrapedAt: time.Now()})
+		if fresh {
+			e.StoreMetrics(pool.Metrics{ScrapedAt: time.Now()})
+		}
 	}
 	h, err := prefix.NewHasher("m", prefix.WithBlockSize(4))
 	require.NoError(t, err)
@@ -190,6 +199,33 @@ func TestRouteRejections(t *testing.T) {
 	_, err = r.m.WriteTo(&buf)
 	require.NoError(t, err)
 	assert.Contains(t, buf.String(), `routekit_rejections_total{reason="rejected-bad-request"} 2`)
+}
+
+// TestRouteFlowControlThroughMetricsOutage: with every endpoint's metrics
+// stale (never scraped here), flow control still admits up to the in-flight
+// cap, which the gateway counts itself, instead of holding every request as
+// if the fleet were full; past the cap it sheds as usual.
+func TestRouteFlowControlThroughMetricsOutage(t *testing.T) {
+	r := newRigMetrics(t, 2, router.Policy{MaxInFlight: 1}, false)
+	for _, e := range r.pool.Snapshot().Endpoints() {
+		require.True(t, e.Stale(), e.ID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var flights []*router.Flight
+	for _, prompt := range []string{"one", "two"} {
+		f, err := r.rt.Route(ctx, completion(prompt))
+		require.NoError(t, err, "admitted under the cap")
+		flights = append(flights, f)
+	}
+	assert.NotEqual(t, flights[0].Endpoint.ID, flights[1].Endpoint.ID)
+	shed := completion("three")
+	shed.Header = map[string][]string{router.HeaderPriority: {"-1"}}
+	_, err := r.rt.Route(ctx, shed)
+	assert.Equal(t, 429, router.Status(err), "both endpoints at the cap")
+	for _, f := range flights {
+		f.End(router.Outcome{Status: 200})
+	}
 }
 
 func TestRouteFlowControlSheds(t *testing.T) {
