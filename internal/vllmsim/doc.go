@@ -37,7 +37,11 @@
 // (out of range: 400). /metrics has every per-engine series once per core
 // (engine="r", vllm:cache_config_info included); rank r publishes KV events
 // on the endpoint and replay ports + r, numbered from 0, with r as each
-// batch's data_parallel_rank (Replica.KVRanks, Server.KVRankEndpoints).
+// batch's data_parallel_rank (Replica.KVRanks, Server.KVRankEndpoints). In
+// P/D each rank is its own NIXL engine, as in vLLM: rank r reports
+// remote_engine_id "<engine id>_dp<r>" (Server.EngineIDs) and the
+// advertised port plus r as remote_port, and a decode server frees the
+// transferred blocks on exactly the rank its remote_engine_id names.
 //
 // Usage:
 //
@@ -67,8 +71,6 @@
 // pipeline parallelism, data parallelism's multi-node and external
 // load-balancer modes (--data-parallel-size-local, --data-parallel-external-lb),
 // several API servers (--api-server-count, prometheus multiprocess mode),
-// MoE lockstep steps across ranks, per-rank NIXL engine ids (a P/D server
-// with DataParallelSize > 1 reports one remote_engine_id), priority
-// scheduling, or bytes-mode KV-event hashes
-// (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0).
+// MoE lockstep steps across ranks, priority scheduling, or bytes-mode
+// KV-event hashes (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0).
 package vllmsim

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -418,4 +419,99 @@ func TestDataParallelKVEvents(t *testing.T) {
 		return err == nil && matches[1].Blocks[kvcache.TierGPU] == 3
 	}, 10*time.Second, 5*time.Millisecond, "rank 1's blocks in the index")
 	assert.Zero(t, matches[0].Total(), "rank 0 holds none of them")
+}
+
+// TestDataParallelPrefillDecode: each engine core of a P/D prefill server
+// is its own NIXL engine (engine id + "_dp<rank>", side-channel port +
+// rank; unchanged without data parallelism), and a decode server given a
+// core's kv_transfer_params frees the blocks on exactly that core, even
+// when every core holds the same request id.
+func TestDataParallelPrefillDecode(t *testing.T) {
+	tests := []struct {
+		name   string
+		dp     int
+		rank   int    // the prefill core the decode leg pulls from
+		wantID string // suffix of the server's engine id
+	}{
+		{name: "one core keeps the server's id", dp: 1, rank: 0, wantID: ""},
+		{name: "rank 0 of 2", dp: 2, rank: 0, wantID: "_dp0"},
+		{name: "rank 1 of 2", dp: 2, rank: 1, wantID: "_dp1"},
+	}
+	prompt := jsonStr(strings.Repeat("shared context ", 20)) // 300 tokens, 19 blocks
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pcfg := vllmsim.Fast()
+			pcfg.DataParallelSize = tt.dp
+			pcfg.KVLease = time.Hour // only the decode side's notification frees P's blocks
+			f := startFleet(t, vllmsim.ReplicaSpec{Config: pcfg, Role: "prefill"}, vllmsim.ReplicaSpec{Role: "decode"})
+			p, d := f.Replicas[0], f.Replicas[1]
+			var wantIDs []string
+			for r := range tt.dp {
+				id := p.EngineID()
+				if tt.dp > 1 {
+					id += "_dp" + strconv.Itoa(r)
+				}
+				wantIDs = append(wantIDs, id)
+			}
+			require.Equal(t, wantIDs, p.EngineIDs())
+
+			// The prefill leg on every core, under one request id.
+			params := make([]map[string]any, tt.dp)
+			for r := range tt.dp {
+				req, err := http.NewRequest(http.MethodPost, p.URL+"/v1/completions", strings.NewReader(
+					`{"prompt":`+prompt+`,"max_tokens":1,"kv_transfer_params":{"do_remote_decode":true,"do_remote_prefill":false}}`))
+				require.NoError(t, err)
+				req.Header.Set("X-Request-Id", "pd")
+				req.Header.Set("X-data-parallel-rank", strconv.Itoa(r))
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				var pr map[string]any
+				require.NoError(t, json.NewDecoder(resp.Body).Decode(&pr))
+				resp.Body.Close()
+				require.Equal(t, http.StatusOK, resp.StatusCode, pr)
+				params[r] = pr["kv_transfer_params"].(map[string]any)
+				assert.Equal(t, wantIDs[r], params[r]["remote_engine_id"], "rank %d", r)
+				assert.Equal(t, p.Port()+r, num(params[r]["remote_port"]), "rank %d", r)
+				assert.Equal(t, "cmpl-pd-0", params[r]["remote_request_id"], "rank %d", r)
+				assert.Equal(t, 1, p.RankStats(r).Held, "rank %d", r)
+			}
+			assert.Equal(t, p.EngineID()+tt.wantID, params[tt.rank]["remote_engine_id"])
+
+			kvJSON, err := json.Marshal(params[tt.rank])
+			require.NoError(t, err)
+			code, dr := post(t, d.URL+"/v1/completions", `{"prompt":`+prompt+`,"max_tokens":4,"ignore_eos":true,"kv_transfer_params":`+string(kvJSON)+`}`)
+			require.Equal(t, http.StatusOK, code, dr)
+			assert.Equal(t, int64(300), d.Stats().ExternalHits)
+			for r := range tt.dp {
+				want := 1
+				if r == tt.rank {
+					want = 0
+				}
+				assert.Equal(t, want, p.RankStats(r).Held, "rank %d", r)
+			}
+		})
+	}
+}
+
+// TestReleaseRemoteAnyRank: ReleaseRemote, naming no engine, frees the
+// first rank holding the request id.
+func TestReleaseRemoteAnyRank(t *testing.T) {
+	cfg := vllmsim.Fast()
+	cfg.DataParallelSize = 2
+	cfg.KVLease = time.Hour
+	p := startFleet(t, vllmsim.ReplicaSpec{Config: cfg}).Replicas[0]
+	req, err := http.NewRequest(http.MethodPost, p.URL+"/v1/completions", strings.NewReader(
+		`{"prompt":"held on rank 1","max_tokens":1,"kv_transfer_params":{"do_remote_decode":true}}`))
+	require.NoError(t, err)
+	req.Header.Set("X-Request-Id", "any")
+	req.Header.Set("X-data-parallel-rank", "1")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 1, p.RankStats(1).Held)
+	assert.True(t, p.ReleaseRemote("cmpl-any-0"))
+	assert.Zero(t, p.RankStats(1).Held)
+	assert.False(t, p.ReleaseRemote("cmpl-any-0"))
 }

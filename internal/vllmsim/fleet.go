@@ -58,8 +58,8 @@ type Replica struct {
 
 // Fleet is a set of in-process simulated vLLM servers on loopback
 // ephemeral ports: the stand-in for a real fleet in tests and examples.
-// Decode replicas find prefill replicas by engine id to release transferred
-// blocks. Fleet is safe for concurrent use; Close tears everything down.
+// Decode replicas find prefill replicas by engine id (any rank's, see
+// Server.EngineIDs) to release transferred blocks. Fleet is safe for concurrent use; Close tears everything down.
 type Fleet struct {
 	Replicas []*Replica
 
@@ -132,6 +132,9 @@ func (f *Fleet) start(ctx context.Context, i int, sp ReplicaSpec) (*Replica, err
 	r.KVRanks = srv.KVRankEndpoints()
 	f.mu.Lock()
 	f.byID[srv.EngineID()] = srv
+	for _, id := range srv.EngineIDs() { // every rank's, as decode servers name them
+		f.byID[id] = srv
+	}
 	f.mu.Unlock()
 	rctx, cancel := context.WithCancel(ctx)
 	r.cancel, r.done = cancel, make(chan struct{})

@@ -67,6 +67,8 @@ type Server struct {
 // its loop. Its engine and metrics are guarded by Server.mu.
 type core struct {
 	rank    int
+	id      string // NIXL engine id: the server's, plus "_dp<rank>" with N > 1
+	port    int    // NIXL side-channel port: the server's plus rank (0: none)
 	eng     *Engine
 	pub     *kvpublish.Publisher // nil: no KV events
 	metrics *serverMetrics
@@ -150,13 +152,17 @@ func WithHashAlgorithm(algo, pythonHashSeed string) ServerOption {
 }
 
 // WithServerEngineID sets the engine id reported as remote_engine_id in
-// P/D responses (default a UUID derived from the seed).
+// P/D responses (default a UUID derived from the seed), kv_transfer_config's
+// engine_id. With Config.DataParallelSize N > 1 rank r reports id + "_dp<r>",
+// as vLLM renames each engine core's (see Server.EngineIDs).
 func WithServerEngineID(id string) ServerOption {
 	return serverOptionFunc(func(s *Server) error { s.engID = id; return nil })
 }
 
 // WithAdvertise sets the host and port reported as remote_host and
-// remote_port in P/D responses (VLLM_NIXL_SIDE_CHANNEL_HOST/PORT).
+// remote_port in P/D responses (VLLM_NIXL_SIDE_CHANNEL_HOST/PORT). As
+// vLLM's NIXL scheduler, data-parallel rank r reports port + r (a port of
+// 0, none advertised, stays 0).
 func WithAdvertise(host string, port int) ServerOption {
 	return serverOptionFunc(func(s *Server) error { s.host, s.port = host, port; return nil })
 }
@@ -164,6 +170,9 @@ func WithAdvertise(host string, port int) ServerOption {
 // WithPeers lets a decode server find the prefill server named by
 // remote_engine_id, to tell it to free the transferred blocks (NIXL's
 // notification). Without it prefill servers free them at Config.KVLease.
+// The id is one of the prefill server's EngineIDs: lookup must map every
+// rank's to the server, and only the engine core of that rank frees its
+// blocks (an id that names none of the server's cores frees nothing).
 func WithPeers(lookup func(engineID string) *Server) ServerOption {
 	return serverOptionFunc(func(s *Server) error { s.peers = lookup; return nil })
 }
@@ -231,12 +240,19 @@ func NewServer(cfg Config, opts ...ServerOption) (*Server, error) {
 		if rank > 0 {
 			seed = mix64(s.seed, 0x6470_0000+uint64(rank))
 		}
-		eng, err := NewEngine(cfg, WithHasher(s.hasherOpt), WithSeed(seed), WithEngineID(s.engID))
+		id, port := s.engID, s.port
+		if n > 1 { // vLLM's DPEngineCoreProc with a kv_transfer_config
+			id = s.engID + "_dp" + strconv.Itoa(rank)
+			if port != 0 {
+				port += rank // NIXL's side channel: VLLM_NIXL_SIDE_CHANNEL_PORT + DP index
+			}
+		}
+		eng, err := NewEngine(cfg, WithHasher(s.hasherOpt), WithSeed(seed), WithEngineID(id))
 		if err != nil {
 			return nil, err
 		}
 		s.cores = append(s.cores, &core{
-			rank: rank, eng: eng, kick: make(chan struct{}, 1),
+			rank: rank, id: id, port: port, eng: eng, kick: make(chan struct{}, 1),
 			metrics: newServerMetrics(cfg.MaxModelLen, float64(s.start.UnixNano())/1e9),
 		})
 	}
@@ -265,8 +281,22 @@ func NewServer(cfg Config, opts ...ServerOption) (*Server, error) {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// EngineID returns the engine id (remote_engine_id in P/D).
+// EngineID returns the engine id (kv_transfer_config's engine_id), which
+// is remote_engine_id in P/D without data parallelism; EngineIDs has every
+// rank's.
 func (s *Server) EngineID() string { return s.engID }
+
+// EngineIDs returns the NIXL engine id of every data-parallel rank, rank r
+// at index r: EngineID alone without data parallelism, EngineID + "_dp<r>"
+// for each rank r with it, as vLLM names its engine cores. A P/D prefill
+// request run by rank r reports its id as remote_engine_id.
+func (s *Server) EngineIDs() []string {
+	out := make([]string, len(s.cores))
+	for i, c := range s.cores {
+		out[i] = c.id
+	}
+	return out
+}
 
 // Config returns the engine configuration.
 func (s *Server) Config() Config { return s.cfg }
@@ -897,7 +927,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 			peerReq, _ := kv["remote_request_id"].(string)
 			if s.peers != nil {
 				if p := s.peers(peerID); p != nil && peerReq != "" {
-					release = func() { p.ReleaseRemote(peerReq) }
+					release = func() { p.releaseOn(peerID, peerReq) }
 				}
 			}
 		}
@@ -1001,13 +1031,25 @@ func validRemote(kv map[string]any) bool {
 }
 
 // ReleaseRemote frees the blocks this (prefill) server holds for the P/D
-// request id, as NIXL's notification from the decode side does. It reports
-// whether they were held.
+// request id, as NIXL's notification from the decode side does, on the
+// first rank that holds them. It reports whether they were held. A decode
+// server found through WithPeers frees them on exactly the rank its
+// remote_engine_id names.
 func (s *Server) ReleaseRemote(requestID string) bool {
+	return s.release(func(*core) bool { return true }, requestID)
+}
+
+// releaseOn frees the blocks held for requestID by the engine core whose
+// NIXL engine id is engineID, if any.
+func (s *Server) releaseOn(engineID, requestID string) bool {
+	return s.release(func(c *core) bool { return c.id == engineID }, requestID)
+}
+
+func (s *Server) release(match func(*core) bool, requestID string) bool {
 	s.mu.Lock()
 	var held *core
 	for _, c := range s.cores {
-		if c.eng.Release(requestID) {
+		if match(c) && c.eng.Release(requestID) {
 			held = c
 			break
 		}
@@ -1061,8 +1103,8 @@ func (s *Server) kvTransferResult(st *stream) any {
 	}
 	return map[string]any{
 		"do_remote_prefill": true, "do_remote_decode": false,
-		"remote_block_ids": st.seq.BlockIDs(), "remote_engine_id": s.engID,
-		"remote_request_id": st.seq.Req.ID, "remote_host": s.host, "remote_port": s.port,
+		"remote_block_ids": st.seq.BlockIDs(), "remote_engine_id": st.core.id,
+		"remote_request_id": st.seq.Req.ID, "remote_host": s.host, "remote_port": st.core.port,
 		"tp_size": 1, "remote_num_tokens": st.seq.PromptLen(),
 	}
 }
