@@ -44,6 +44,8 @@ type Index struct {
 
 // Keyer computes our chained block keys from tokens. *prefix.Hasher implements
 // it; the Index uses it on Stored to turn a KV event's tokens into keys.
+// Implementations must be safe for concurrent use: an Index calls them from
+// concurrent Stored calls. A *prefix.Hasher is immutable and is.
 type Keyer interface {
 	// BlockSize reports the block size in tokens.
 	BlockSize() int
@@ -56,6 +58,7 @@ type Keyer interface {
 
 // Tier is where a location holds a block. Lower tiers are better: a block held
 // in several tiers counts in the lowest.
+// Tier values are immutable and safe for concurrent use.
 type Tier uint8
 
 const (
@@ -107,6 +110,7 @@ func ParseMedium(medium string) (Tier, error) {
 
 // Match is one endpoint's result of a Lookup: how many blocks, from block 0 and
 // without a gap, it holds, each counted in the best tier it holds it in.
+// A Match is a plain value, safe to share read-only.
 type Match struct {
 	// Blocks counts the matched blocks by tier, indexed by Tier.
 	Blocks [NumTiers]int32
@@ -133,19 +137,23 @@ var (
 	// its number of hashes.
 	ErrBlockSize = errors.New("kvcache: block size mismatch")
 	// ErrNoStorage is returned for a TierShared write from an endpoint that is
-	// attached to no shared storage (see Attach).
+	// attached to no shared storage; Attach the endpoint first.
 	ErrNoStorage = errors.New("kvcache: endpoint attached to no shared storage")
 	// ErrTier is returned for a tier the operation does not accept (TierLearned
-	// is written only by Learn).
+	// is written only by Learn). It is a caller bug: pass a tier the operation
+	// documents.
 	ErrTier = errors.New("kvcache: invalid tier")
 	// ErrMedium is returned by ParseMedium for a medium it does not know.
 	ErrMedium = errors.New("kvcache: unknown medium")
-	// ErrEmptyID is returned for an empty endpoint or storage ID.
+	// ErrEmptyID is returned for an empty endpoint or storage ID. It is a
+	// caller bug: give every endpoint and storage a non-empty ID.
 	ErrEmptyID = errors.New("kvcache: empty location id")
 	// ErrTooManyLocations is returned when more than 2^24-1 endpoints and
-	// storages would be registered.
+	// storages would be registered. Drop endpoints and storages that have left
+	// the fleet (DropEndpoint, DropStorage).
 	ErrTooManyLocations = errors.New("kvcache: too many locations")
 	// ErrShortOutput is returned by Lookup when out is shorter than endpoints.
+	// It is a caller bug: size out to len(endpoints).
 	ErrShortOutput = errors.New("kvcache: output shorter than endpoints")
 )
 
@@ -170,6 +178,8 @@ type config struct {
 const DefaultJumpStride = 64
 
 // Option configures an Index.
+// Options are immutable; one may be shared by several New calls, also
+// concurrently.
 type Option interface{ apply(*config) }
 
 type optionFunc func(*config)
@@ -489,6 +499,8 @@ func (x *Index) remove(t *location, tier Tier, keys []uint64) {
 
 // BlockStored is a model server's KV event: blocks computed and cached, in
 // order, each chained to the previous one.
+// It is plain data with no internal synchronisation: the Index only reads it,
+// and it may be shared read-only.
 type BlockStored struct {
 	// EngineHashes are the server's hashes of the stored blocks (vLLM's
 	// block_hashes as uint64: the int, or the last 8 bytes of the digest read
@@ -1324,6 +1336,7 @@ func (x *Index) Blocks(endpoint string) int {
 }
 
 // Stats is a snapshot of an Index's size and counters.
+// A Stats is a copy, not a live view: a plain value, safe to share read-only.
 type Stats struct {
 	// Entries is the number of (block, location) entries, confirmed or learned.
 	Entries int64

@@ -10,6 +10,7 @@ import (
 )
 
 // Role is what an endpoint does in prefill/decode disaggregation.
+// Role values are immutable and safe for concurrent use.
 type Role uint8
 
 const (

@@ -8,6 +8,7 @@ import (
 )
 
 // Engine is the kind of model server a metrics page came from.
+// Engine values are immutable and safe for concurrent use.
 type Engine uint8
 
 const (
@@ -49,6 +50,7 @@ func (e *Engine) UnmarshalText(b []byte) error {
 }
 
 // Fields is a set of optional metric groups a page provided.
+// Fields values are immutable and safe for concurrent use.
 type Fields uint8
 
 const (
@@ -133,6 +135,7 @@ type Status struct {
 
 // Load is the gateway's own view of the work it has sent to an endpoint and
 // that has not finished yet. It is fresher than any scrape.
+// A Load is a copy, not a live view: a plain value, safe to share read-only.
 type Load struct {
 	// Requests is the number of requests dispatched and not yet ended.
 	Requests int64 `json:"requests"`
@@ -143,6 +146,7 @@ type Load struct {
 }
 
 // ErrNotScraped is the Status.Err of an endpoint that has not been scraped yet.
+// Its Status is Stale: treat its metrics as unknown until the first scrape.
 var ErrNotScraped = errors.New("pool: not scraped yet")
 
 var (

@@ -18,6 +18,8 @@ import (
 var ErrMissingMetrics = errors.New("pool: required metrics missing")
 
 // ParseError reports a malformed line of a Prometheus text page.
+// A ParseError is not modified after it is returned and is safe for
+// concurrent use.
 type ParseError struct {
 	// Line is the 1-based line number.
 	Line int

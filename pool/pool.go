@@ -42,6 +42,7 @@ func New() *Pool {
 }
 
 // ErrNotFound is returned by [Pool.Delete] when no endpoint has the given ID.
+// The pool is unchanged; a caller syncing membership can ignore it.
 var ErrNotFound = errors.New("pool: endpoint not found")
 
 // Snapshot returns the current membership. It is immutable; it never changes

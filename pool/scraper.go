@@ -89,6 +89,8 @@ func (tg *target) release() {
 }
 
 // Option configures a [Scraper].
+// Options are immutable; one may be shared by several NewScraper calls,
+// also concurrently.
 type Option interface{ apply(*config) }
 
 type config struct {
@@ -158,11 +160,12 @@ func WithNameFilter(on bool) Option { return optionFunc(func(c *config) { c.noFi
 func WithURL(f func(ep *Endpoint) string) Option { return optionFunc(func(c *config) { c.url = f }) }
 
 // ErrPageTooLarge is the Status.Err (wrapped) of a scrape whose page exceeded
-// the maximum page size.
+// the maximum page size. Raise the limit with [WithMaxPageSize] if the server's
+// page is legitimately that large.
 var ErrPageTooLarge = errors.New("pool: metrics page too large")
 
 // ErrAlreadyRunning is returned by [Scraper.Run] when the scraper is already
-// running.
+// running. It is a wiring bug: call Run once, from the goroutine that owns it.
 var ErrAlreadyRunning = errors.New("pool: scraper already running")
 
 // NewScraper returns a scraper of p's endpoints.

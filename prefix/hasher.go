@@ -45,6 +45,7 @@ func WithBlockSize(tokens int) Option {
 }
 
 // ErrBlockSize is returned by NewHasher for a block size outside [1, MaxBlockSize].
+// Configure the model server's block size (vLLM's --block-size).
 var ErrBlockSize = errors.New("prefix: block size out of range")
 
 // NewHasher returns a Hasher whose chain is rooted in the model name. Two

@@ -8,6 +8,7 @@ import (
 
 // Schema is a version of vLLM's KV-event wire format, for encoding. Decode
 // needs none: it accepts them all.
+// Schema values are immutable and safe for concurrent use.
 type Schema uint8
 
 // The wire schemas vLLM has shipped, oldest first (release ranges are

@@ -24,6 +24,7 @@ type Batch struct {
 }
 
 // EventType says which vLLM event an Event is.
+// EventType values are immutable and safe for concurrent use.
 type EventType uint8
 
 // The event types vLLM publishes. The zero EventType is invalid.
@@ -52,6 +53,7 @@ func (t EventType) String() string {
 // Event is one BlockStored, BlockRemoved or AllBlocksCleared event with
 // every field vLLM has ever declared. Fields that do not belong to the
 // event's Type, or that its schema version lacks, are zero.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Event struct {
 	// Type is the event's class.
 	Type EventType
@@ -103,6 +105,7 @@ type Event struct {
 
 // Null is a value that may be absent: Python None, or a field the
 // publisher's schema version does not have. It mirrors database/sql.Null.
+// It is a plain value, safe to share read-only.
 type Null[T any] struct {
 	// V is the value when Valid.
 	V T
@@ -120,6 +123,7 @@ func Some[T any](v T) Null[T] { return Null[T]{V: v, Valid: true} }
 // it in every mode.
 //
 // Hash is a comparable value.
+// It is immutable and safe for concurrent use.
 type Hash struct {
 	v    uint64
 	raw  [32]byte

@@ -51,6 +51,7 @@ type Subscriber struct {
 
 // Source is one KV-event publisher: one vLLM engine core, that is one
 // endpoint and data-parallel rank.
+// It is a plain value, safe to copy and to share read-only.
 type Source struct {
 	// ID names the source in the Index, for example a pool.Endpoint's ID.
 	ID string
@@ -82,6 +83,8 @@ type config struct {
 }
 
 // Option configures a Subscriber.
+// Options are immutable; one may be shared by several NewSubscriber
+// calls, also concurrently.
 type Option interface{ apply(*config) }
 
 type optionFunc func(*config)
@@ -172,7 +175,8 @@ func PoolSource(pubPort, replayPort int) func(*pool.Endpoint) (Source, bool) {
 	}
 }
 
-// ErrRunning is returned by Run when the Subscriber is already running.
+// ErrRunning is returned by Run when the Subscriber is already running. It is
+// a wiring bug: call Run once, from the goroutine that owns the Subscriber.
 var ErrRunning = errors.New("kvevents: subscriber already running")
 
 // NewSubscriber returns a Subscriber applying events to index.
@@ -989,6 +993,7 @@ func (s *Subscriber) replayDone(rs *runState, it item, b *Batch) {
 
 // Stats are a Subscriber's operator metrics, cumulative since it was
 // created.
+// A Stats is a copy, not a live view: a plain value, safe to share read-only.
 type Stats struct {
 	// Sources is the number of subscribed sources.
 	Sources int
@@ -1057,6 +1062,8 @@ func (s *Subscriber) Stats() Stats {
 }
 
 // SourceStats are one source's metrics.
+// A SourceStats is a copy, not a live view: a plain value, safe to share
+// read-only.
 type SourceStats struct {
 	// LastSeq is the sequence number of the last message applied.
 	LastSeq uint64
