@@ -7,12 +7,14 @@ import (
 )
 
 // View is the JSON live view of a pool.
+// It is plain data with no internal synchronisation: share it only read-only.
 type View struct {
 	Version   uint64         `json:"version"`
 	Endpoints []EndpointView `json:"endpoints"`
 }
 
 // EndpointView is one endpoint in the live view.
+// It is plain data with no internal synchronisation: share it only read-only.
 type EndpointView struct {
 	ID       string            `json:"id"`
 	Address  string            `json:"address"`
@@ -26,6 +28,7 @@ type EndpointView struct {
 }
 
 // MetricsView is the last good scrape.
+// It is plain data with no internal synchronisation: share it only read-only.
 type MetricsView struct {
 	Engine             pool.Engine `json:"engine"`
 	Running            int         `json:"running"`
@@ -42,6 +45,7 @@ type MetricsView struct {
 }
 
 // StatusView is the scrape status.
+// It is plain data with no internal synchronisation: share it only read-only.
 type StatusView struct {
 	Stale       bool       `json:"stale"`
 	Error       string     `json:"error,omitempty"`

@@ -27,6 +27,7 @@ import (
 
 // Config says which servers to front. It is loaded from flags or a small JSON
 // file ([Load]); the zero value starts the default embedded fleet.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Config struct {
 	// Model is the served model name. Empty means the embedded fleet's
 	// ("sim-model"); required with Endpoints.
@@ -51,6 +52,7 @@ type Config struct {
 }
 
 // Endpoint is one real model server.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Endpoint struct {
 	// ID names the endpoint (default its address).
 	ID string `json:"id"`
@@ -64,6 +66,7 @@ type Endpoint struct {
 }
 
 // Duration is a time.Duration that reads "50ms" in JSON.
+// Duration values are immutable and safe for concurrent use.
 type Duration time.Duration
 
 // UnmarshalJSON implements json.Unmarshaler.
@@ -124,6 +127,8 @@ func ParseEndpoints(urls, kvEvents string) ([]Endpoint, error) {
 }
 
 // Fleet is the running set of servers and the routing state about them.
+// A Fleet is safe for concurrent use once Start returns; do not reassign its
+// exported fields.
 type Fleet struct {
 	// Pool holds the endpoints and their live state.
 	Pool *pool.Pool

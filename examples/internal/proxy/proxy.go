@@ -30,6 +30,7 @@ const HeaderEndpoint = "X-Routekit-Endpoint"
 // Handler is the gateway's http.Handler: /v1/completions and
 // /v1/chat/completions (routed and proxied), /v1/models, /health, and, when
 // configured, /metrics and /debug/decisions.
+// A Handler is safe for concurrent use.
 type Handler struct {
 	rt        *router.Router
 	metrics   *router.Metrics
@@ -41,6 +42,8 @@ type Handler struct {
 }
 
 // Option configures a [Handler].
+// Options are immutable; one may be shared by several New calls, also
+// concurrently.
 type Option interface{ apply(*Handler) }
 
 type optionFunc func(*Handler)

@@ -9,6 +9,7 @@ import (
 )
 
 // API is the OpenAI-compatible endpoint a request body was sent to.
+// API values are immutable and safe for concurrent use.
 type API uint8
 
 const (
@@ -49,6 +50,7 @@ func APIForPath(path string) (API, bool) {
 // decoded once, by [ParseBody]; the raw bytes are forwarded unchanged, so
 // fields the gateway does not know (sampling parameters, vLLM extras) reach
 // the model server as the client sent them.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Body struct {
 	API   API
 	Model string `json:"model"`
@@ -89,12 +91,14 @@ func (b *Body) MaxOutputTokens() int {
 
 // Message is one chat message. Content is flattened to text: a string, or the
 // concatenated text parts of a content list.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Message struct {
 	Role    string  `json:"role"`
 	Content Content `json:"content"`
 }
 
 // Content is a chat message's content flattened to text.
+// It is an immutable string, safe for concurrent use.
 type Content string
 
 // UnmarshalJSON accepts a string, null, or a list of content parts; the text
@@ -136,6 +140,7 @@ func (c *Content) UnmarshalJSON(b []byte) error {
 // Prompt is a completion prompt: a string, a list of strings, a list of token
 // IDs or a list of token-ID lists. Routing uses the first prompt of a list:
 // vLLM serves each as its own request, and they usually share a prefix.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Prompt struct {
 	Text   string
 	Tokens []uint32
@@ -182,6 +187,8 @@ func (p *Prompt) UnmarshalJSON(b []byte) error {
 
 // BodyError reports a request body that cannot be routed; the gateway answers
 // 400 with its message.
+// A BodyError is not modified after it is returned and is safe for
+// concurrent use.
 type BodyError struct{ Err error }
 
 // Error implements error.

@@ -18,6 +18,7 @@ type DecisionLog struct {
 }
 
 // DecisionRecord is one decision as [DecisionLog.Recent] returns it.
+// It is a copy, not a live view: plain data, safe to share read-only.
 type DecisionRecord struct {
 	Time         time.Time         `json:"time"`
 	ID           string            `json:"request_id,omitempty"`
@@ -36,6 +37,7 @@ type DecisionRecord struct {
 }
 
 // CandidateRecord is one candidate that passed the filters.
+// It is a copy, not a live view: plain data, safe to share read-only.
 type CandidateRecord struct {
 	Endpoint     string    `json:"endpoint"`
 	PrefixBlocks int       `json:"prefix_blocks"`

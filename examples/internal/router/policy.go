@@ -21,6 +21,7 @@ import (
 // TokenLoad ×1 and InFlight ×1; picker MaxScore with Fallbacks fallbacks.
 // Flow control holds requests while the fleet is saturated (mean over
 // endpoints of max(queue/5, KV usage/0.8, in-flight/MaxInFlight) ≥ 1).
+// It is plain data with no internal synchronisation: share it only read-only.
 type Policy struct {
 	// MaxInFlight is the number of gateway in-flight requests at which an
 	// endpoint counts as full (0: no limit). It releases prefix stickiness

@@ -41,6 +41,8 @@ type Router struct {
 }
 
 // Option configures a [Router].
+// Options are immutable; one may be shared by several New calls, also
+// concurrently.
 type Option interface{ apply(*Router) }
 
 type optionFunc func(*Router)
@@ -100,6 +102,7 @@ func (r *Router) Pool() *pool.Pool { return r.pool }
 func (r *Router) Flow() *scheduler.FlowControl { return r.flow }
 
 // Input is one request as a program received it.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Input struct {
 	// API is the endpoint the body was sent to.
 	API API
@@ -469,6 +472,7 @@ func (f *Flight) FirstToken() {
 }
 
 // Outcome is how a request ended.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Outcome struct {
 	// Status is the model server's HTTP status (0 if none arrived).
 	Status int

@@ -21,6 +21,7 @@ type Tokenizer interface {
 }
 
 // TokenizerFunc adapts a function to [Tokenizer].
+// It is safe for concurrent use if the function is.
 type TokenizerFunc func(ctx context.Context, b *Body, dst []uint32) ([]uint32, error)
 
 // Tokenize calls f.
@@ -35,6 +36,7 @@ type Encoder interface {
 }
 
 // ChatTemplate renders chat messages into the prompt text the model sees.
+// Like a [Tokenizer], it must be safe for concurrent use.
 type ChatTemplate func(msgs []Message, addGenerationPrompt, continueFinal bool) (string, error)
 
 // Local tokenizes in process: completions with Encoder (special tokens added
@@ -42,6 +44,8 @@ type ChatTemplate func(msgs []Message, addGenerationPrompt, continueFinal bool) 
 // and encoding without special tokens (the template carries them). With no
 // Template, chat requests go to Chat (typically a [Remote] that asks the
 // model server to render its own template); with neither they fail.
+// A Local is safe for concurrent use if its Encoder, Template and Chat are;
+// do not modify its fields while it is in use.
 type Local struct {
 	Encoder  Encoder
 	Template ChatTemplate
@@ -109,6 +113,7 @@ func (h hfEncoder) Encode(text string, addSpecial bool) ([]uint32, error) {
 // one token per UTF-8 byte, id = byte value, no special tokens. The embedded
 // fleet uses it, so the gateway's block keys equal the ones the simulated
 // servers publish in their KV events.
+// It has no state and is safe for concurrent use.
 type Bytes struct{}
 
 // Encode implements [Encoder].

@@ -8,6 +8,7 @@ import (
 // Usage is the token accounting a model server reports in an OpenAI response
 // ("usage"), non-streamed or, when the client asked for
 // stream_options.include_usage, in the last server-sent event.
+// It is plain data with no internal synchronisation: share it only read-only.
 type Usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
