@@ -26,4 +26,34 @@
 // pd and autoscaler compose them. Runnable programs that wire everything into net/http,
 // Envoy ext_proc and Kubernetes live in the separate examples module, so that gRPC,
 // go-control-plane and client-go never enter this module's dependency graph.
+//
+// One decision, wired by hand (the package example runs it):
+//
+//	hasher, _ := prefix.NewHasher(model, prefix.WithBlockSize(16))
+//	idx, _ := kvcache.New(hasher) // fed by kvevents.Subscriber.Run
+//	p := pool.New()
+//	_ = p.Store(pool.Endpoint{ID: "a", Address: "10.0.0.7:8000"})
+//	scraper, _ := pool.NewScraper(p) // go scraper.Run(ctx)
+//	s, _ := scheduler.New(scheduler.DefaultProfile(rand.NewPCG(1, 2)),
+//		scheduler.WithPrefixIndex(scheduler.KVIndex(idx)))
+//
+//	ids := tok.Encode(prompt) // tok is a *tokenizer.Tokenizer
+//	keys := hasher.AppendKeys(nil, ids, prefix.Extra{})
+//	d, err := s.Schedule(ctx, &scheduler.Request{Model: model, BlockKeys: keys,
+//		BlockSize: 16, PromptTokens: len(ids)}, p.Snapshot().Endpoints())
+//	if err != nil {
+//		http.Error(w, err.Error(), scheduler.HTTPStatus(err))
+//		return
+//	}
+//	// proxy to d.Endpoint.Address, with the in-flight accounting of pool.Endpoint
+//
+// Concurrency: each package documents its own contract. The central types
+// (tokenizer.Tokenizer, prefix.Hasher, kvcache.Index, pool.Pool,
+// scheduler.Scheduler) are safe for concurrent use by every request's
+// goroutine. No constructor starts a goroutine: background work (scraping, KV
+// events, expiry) is a Run(ctx) method whose goroutine the caller owns.
+//
+// What it does not do: this package itself holds no code. The library proxies
+// no bytes, discovers no endpoints and talks to no Kubernetes API; those are
+// the programs' jobs, in the examples module.
 package routekit
