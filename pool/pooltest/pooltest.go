@@ -1,18 +1,3 @@
-// Package pooltest provides test doubles for code that uses package pool: a
-// renderer of real-format vLLM and SGLang /metrics pages from [pool.Metrics],
-// and an HTTP server that serves such a page and lets a test change it.
-//
-//	srv := pooltest.NewServer(pool.Metrics{Running: 3, Waiting: 1, KVCacheUsage: 0.5})
-//	defer srv.Close()
-//	_ = p.Store(pool.Endpoint{ID: "a", Address: srv.Addr()})
-//	s, _ := pool.NewScraper(p)
-//	s.Scrape(ctx)             // the endpoint now reports Running 3
-//	srv.Set(pool.Metrics{Running: 9, KVCacheUsage: 0.9})
-//	srv.Fail(http.StatusInternalServerError) // or make it fail
-//
-// The pages are what prometheus_client renders for vLLM: HELP and TYPE lines,
-// counters with _total and _created, labels sorted, engine and model_name on
-// every per-engine series. [Server] is safe for concurrent use.
 package pooltest
 
 import (
