@@ -127,7 +127,8 @@ type Profile struct {
 }
 
 // Role is a pool's part in prefill/decode disaggregation: the same roles
-// as the endpoints of package pool.
+// as the endpoints of package pool. It is a plain value, safe to copy and to
+// read from several goroutines.
 type Role = pool.Role
 
 // The roles of a pool of replicas.

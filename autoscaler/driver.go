@@ -18,7 +18,8 @@ type Observer interface {
 }
 
 // ObserverFunc adapts a function to the Observer interface.
-// The function is called as [Observer] describes.
+// The function is called as [Observer] describes, so it is safe for concurrent
+// use exactly when the function is.
 type ObserverFunc func(ctx context.Context) (Observation, error)
 
 // Observe calls f(ctx).
@@ -34,7 +35,8 @@ type Actuator interface {
 }
 
 // ActuatorFunc adapts a function to the Actuator interface.
-// The function is called as [Actuator] describes.
+// The function is called as [Actuator] describes, so it is safe for concurrent
+// use exactly when the function is.
 type ActuatorFunc func(ctx context.Context, pool string, replicas int) error
 
 // Scale calls f(ctx, pool, replicas).
