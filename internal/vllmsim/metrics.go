@@ -2,10 +2,11 @@ package vllmsim
 
 import (
 	"bytes"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/routekit/routekit/internal/promfloat"
 )
 
 // Bucket bounds of vLLM's histograms (vllm/v1/metrics/loggers.py).
@@ -171,7 +172,7 @@ func (w *metricsWriter) sample(name, labels string, v float64) {
 	w.b.WriteByte('{')
 	w.b.WriteString(labels)
 	w.b.WriteString("} ")
-	w.b.WriteString(pyFloat(v))
+	w.b.WriteString(promfloat.Format(v))
 	w.b.WriteByte('\n')
 }
 
@@ -231,7 +232,7 @@ func (w *metricsWriter) histogram(name, help string, h func(i int) *histogram) {
 		var cum float64
 		for i, ub := range h.bounds {
 			cum += h.counts[i]
-			w.sample(name+"_bucket", withLabel(l, "le", pyFloat(ub)), cum)
+			w.sample(name+"_bucket", withLabel(l, "le", promfloat.Format(ub)), cum)
 		}
 		cum += h.counts[len(h.bounds)]
 		w.sample(name+"_bucket", withLabel(l, "le", "+Inf"), cum)
@@ -242,73 +243,4 @@ func (w *metricsWriter) histogram(name, help string, h func(i int) *histogram) {
 	for _, l := range w.engines {
 		w.sample(name+"_created", l, w.createdVal())
 	}
-}
-
-// pyFloat formats v as prometheus_client's floatToGoString: Python's repr,
-// switched to an exponent for positive values with more than 6 integer
-// digits (with the client's "e+0" prefix quirk).
-func pyFloat(v float64) string {
-	switch {
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	case math.IsNaN(v):
-		return "NaN"
-	}
-	s := pyRepr(v)
-	dot := strings.IndexByte(s, '.')
-	if v > 0 && dot > 6 {
-		mantissa := strings.TrimRight(s[:1]+"."+s[1:dot]+s[dot+1:], "0.")
-		return mantissa + "e+0" + strconv.Itoa(dot-1)
-	}
-	return s
-}
-
-// pyRepr formats v as Python's repr(float): the shortest round-tripping
-// digits, in positional notation when the decimal exponent is in [-4, 16)
-// (always with a fractional part, "7.0"), otherwise as "1.5e-07" / "1e+16".
-func pyRepr(v float64) string {
-	if v == 0 {
-		if math.Signbit(v) {
-			return "-0.0"
-		}
-		return "0.0"
-	}
-	e := strconv.FormatFloat(v, 'e', -1, 64) // e.g. -1.8432e+06
-	neg := e[0] == '-'
-	if neg {
-		e = e[1:]
-	}
-	mant, expStr, _ := strings.Cut(e, "e")
-	exp, _ := strconv.Atoi(expStr)
-	digits := strings.Replace(mant, ".", "", 1)
-	var out string
-	if exp < -4 || exp >= 16 {
-		m := digits[:1]
-		if len(digits) > 1 {
-			m += "." + digits[1:]
-		}
-		sign := "+"
-		if exp < 0 {
-			sign, exp = "-", -exp
-		}
-		es := strconv.Itoa(exp)
-		if len(es) < 2 {
-			es = "0" + es
-		}
-		out = m + "e" + sign + es
-	} else if exp >= 0 {
-		if len(digits) <= exp+1 {
-			out = digits + strings.Repeat("0", exp+1-len(digits)) + ".0"
-		} else {
-			out = digits[:exp+1] + "." + digits[exp+1:]
-		}
-	} else {
-		out = "0." + strings.Repeat("0", -exp-1) + digits
-	}
-	if neg {
-		out = "-" + out
-	}
-	return out
 }

@@ -2,13 +2,13 @@ package pooltest
 
 import (
 	"fmt"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/routekit/routekit/internal/promfloat"
 	"github.com/routekit/routekit/pool"
 )
 
@@ -46,13 +46,13 @@ func Page(m pool.Metrics) string {
 			if perEngine {
 				v = split(total, e)
 			}
-			fmt.Fprintf(&b, "%s{engine=\"%d\",model_name=%q} %s\n", name, e, Model, pyFloat(v))
+			fmt.Fprintf(&b, "%s{engine=\"%d\",model_name=%q} %s\n", name, e, Model, promfloat.Format(v))
 		}
 	}
 	counter := func(name, help string, total float64) {
 		fmt.Fprintf(&b, "# HELP %s_total %s\n# TYPE %s_total counter\n", name, help, name)
 		for e := range engines {
-			fmt.Fprintf(&b, "%s_total{engine=\"%d\",model_name=%q} %s\n", name, e, Model, pyFloat(split(total, e)))
+			fmt.Fprintf(&b, "%s_total{engine=\"%d\",model_name=%q} %s\n", name, e, Model, promfloat.Format(split(total, e)))
 		}
 		fmt.Fprintf(&b, "# HELP %s_created %s\n# TYPE %s_created gauge\n", name, help, name)
 		for e := range engines {
@@ -108,44 +108,6 @@ func Page(m pool.Metrics) string {
 			m.MaxLoRA, labelValue(strings.Join(m.RunningLoRAs, ",")), labelValue(strings.Join(m.WaitingLoRAs, ",")))
 	}
 	return b.String()
-}
-
-// pyFloat formats v as prometheus_client does (floatToGoString): +Inf,
-// -Inf and NaN, else Python's repr of the float, except that a positive
-// value that repr writes with more than six digits before the point gets a
-// Go-style exponent whose digits are zero-padded to at least two
-// ("1.8432e+06", and "1e+010" for 10^10).
-func pyFloat(v float64) string {
-	switch {
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	case math.IsNaN(v):
-		return "NaN"
-	}
-	s := pyRepr(v)
-	if dot := strings.IndexByte(s, '.'); v > 0 && dot > 6 {
-		mantissa := strings.TrimRight(s[:1]+"."+s[1:dot]+s[dot+1:], "0.")
-		return mantissa + "e+0" + strconv.Itoa(dot-1)
-	}
-	return s
-}
-
-// pyRepr is Python's repr of a finite float: the shortest digits that read
-// back as v, in fixed notation (with ".0" for integers) for decimal
-// exponents from -4 to 15, else in exponent notation ("1e-05", "1e+16").
-func pyRepr(v float64) string {
-	e := strconv.FormatFloat(v, 'e', -1, 64)
-	exp, _ := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:]) // FormatFloat's own output: cannot fail
-	if exp < -4 || exp >= 16 {
-		return e
-	}
-	s := strconv.FormatFloat(v, 'f', -1, 64)
-	if !strings.Contains(s, ".") {
-		s += ".0"
-	}
-	return s
 }
 
 // labelValue quotes and escapes a label value as the text format requires.
