@@ -147,27 +147,8 @@ func runChurn(t *testing.T, seed uint64, steps int, ttl time.Duration, capacity 
 
 	eps := []string{"a", "b", "c", "d"}
 	storages := []string{"s1", "s2"}
-	streams := make([][]uint32, 3)
-	for i := range streams {
-		streams[i] = make([]uint32, 20)
-		for j := range streams[i] {
-			if j < 6 {
-				streams[i][j] = uint32(j)
-			} else {
-				streams[i][j] = uint32(100*i + j)
-			}
-		}
-	}
-	streamKeys := make([][]uint64, len(streams))
-	for i, s := range streams {
-		streamKeys[i] = k.AppendKeysFrom(nil, k.Root(), s, "", "")
-	}
-	eh := func(i, j int) uint64 {
-		if j < 3 {
-			return uint64(1000 + j)
-		}
-		return uint64(1000*(i+2) + j)
-	}
+	d := newModelDriver(t, x, ref, k, rng, 3, 20, 3, 10)
+	streamKeys := d.streamKeys
 	randKeys := func() []uint64 {
 		s := streamKeys[rng.IntN(len(streamKeys))]
 		a := rng.IntN(len(s))
@@ -257,87 +238,16 @@ func runChurn(t *testing.T, seed uint64, steps int, ttl time.Duration, capacity 
 			churnIDs()
 		case p < 18:
 			op = "add"
-			keys := randKeys()
-			err := x.Add(ep, tier, keys)
-			if l, ok := ref.target(ep, tier); ok {
-				require.NoError(t, err)
-				for _, kk := range keys {
-					ref.add(l, kk, 1<<tier)
-				}
-			} else {
-				require.ErrorIs(t, err, ErrNoStorage)
-			}
+			d.add(ep, tier, randKeys())
 		case p < 26:
 			op = "remove"
-			keys := randKeys()
-			err := x.Remove(ep, tier, keys)
-			if l, ok := ref.target(ep, tier); ok {
-				require.NoError(t, err)
-				for _, kk := range keys {
-					ref.clearBits(l, kk, 1<<tier)
-				}
-			} else {
-				require.ErrorIs(t, err, ErrNoStorage)
-			}
+			d.remove(ep, tier, randKeys())
 		case p < 40:
 			op = "stored"
-			si := rng.IntN(len(streams))
-			a := rng.IntN(10)
-			n := 1 + rng.IntN(10-a)
-			hashes := make([]uint64, n)
-			for j := range hashes {
-				hashes[j] = eh(si, a+j)
-			}
-			ev := &BlockStored{EngineHashes: hashes, Tokens: streams[si][2*a : 2*(a+n)]}
-			if a > 0 {
-				ev.Parent, ev.HasParent = eh(si, a-1), true
-			}
-			locOnly := rng.IntN(4) == 0
-			if locOnly {
-				ev.Tokens = nil
-			}
-			err := x.Stored(ep, tier, ev)
-			l, ok := ref.target(ep, tier)
-			if !ok {
-				require.ErrorIs(t, err, ErrNoStorage)
-				break
-			}
-			if locOnly {
-				require.NoError(t, err)
-				for _, h := range hashes {
-					if kk, ok := ref.resolve(ep, l, h); ok {
-						ref.stored(l, kk, tier, h)
-					}
-				}
-				break
-			}
-			parent := k.Root()
-			if ev.HasParent {
-				p, ok := ref.resolve(ep, l, ev.Parent)
-				if !ok {
-					require.ErrorIs(t, err, ErrUnknownParent)
-					break
-				}
-				parent = p
-			}
-			require.NoError(t, err)
-			for j, kk := range k.AppendKeysFrom(nil, parent, ev.Tokens, "", "") {
-				ref.stored(l, kk, tier, hashes[j])
-			}
+			d.stored(ep, tier)
 		case p < 48:
 			op = "removed"
-			si := rng.IntN(len(streams))
-			hashes := []uint64{eh(si, rng.IntN(10)), eh(si, rng.IntN(10))}
-			err := x.Removed(ep, tier, hashes)
-			l, ok := ref.target(ep, tier)
-			if !ok {
-				require.ErrorIs(t, err, ErrNoStorage)
-				break
-			}
-			require.NoError(t, err)
-			for _, h := range hashes {
-				ref.removed(l, tier, h)
-			}
+			d.removed(ep, tier)
 		case p < 62:
 			op = "learn"
 			keys := randKeys()

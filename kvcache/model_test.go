@@ -210,28 +210,8 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	eps := []string{"a", "b", "c", "d", "e", "f", "g"}
 	storages := []string{"s1", "s2"}
 	// A few token streams sharing prefixes, so that stored chains overlap.
-	streams := make([][]uint32, 4)
-	for i := range streams {
-		streams[i] = make([]uint32, 24)
-		for j := range streams[i] {
-			if j < 8 {
-				streams[i][j] = uint32(j) // shared first 4 blocks
-			} else {
-				streams[i][j] = uint32(100*i + j)
-			}
-		}
-	}
-	streamKeys := make([][]uint64, len(streams))
-	for i, s := range streams {
-		streamKeys[i] = k.AppendKeysFrom(nil, k.Root(), s, "", "")
-	}
-	// Engine hash of block j of stream i, as a server would publish it.
-	eh := func(i, j int) uint64 {
-		if j < 4 {
-			return uint64(1000 + j)
-		}
-		return uint64(1000*(i+2) + j)
-	}
+	d := newModelDriver(t, x, ref, k, rng, 4, 24, 4, 12)
+	streamKeys := d.streamKeys
 	randKeys := func() []uint64 {
 		s := streamKeys[rng.IntN(len(streamKeys))]
 		a := rng.IntN(len(s))
@@ -250,87 +230,16 @@ func runModel(t *testing.T, seed uint64, steps int) {
 		switch p := rng.IntN(100); {
 		case p < 25:
 			op = "add"
-			keys := randKeys()
-			err := x.Add(ep, tier, keys)
-			if l, ok := ref.target(ep, tier); ok {
-				require.NoError(t, err)
-				for _, kk := range keys {
-					ref.add(l, kk, 1<<tier)
-				}
-			} else {
-				require.ErrorIs(t, err, ErrNoStorage)
-			}
+			d.add(ep, tier, randKeys())
 		case p < 40:
 			op = "remove"
-			keys := randKeys()
-			err := x.Remove(ep, tier, keys)
-			if l, ok := ref.target(ep, tier); ok {
-				require.NoError(t, err)
-				for _, kk := range keys {
-					ref.clearBits(l, kk, 1<<tier)
-				}
-			} else {
-				require.ErrorIs(t, err, ErrNoStorage)
-			}
+			d.remove(ep, tier, randKeys())
 		case p < 55:
 			op = "stored"
-			si := rng.IntN(len(streams))
-			a := rng.IntN(12)
-			n := 1 + rng.IntN(12-a)
-			hashes := make([]uint64, n)
-			for j := range hashes {
-				hashes[j] = eh(si, a+j)
-			}
-			ev := &BlockStored{EngineHashes: hashes, Tokens: streams[si][2*a : 2*(a+n)]}
-			if a > 0 {
-				ev.Parent, ev.HasParent = eh(si, a-1), true
-			}
-			locOnly := rng.IntN(4) == 0
-			if locOnly {
-				ev.Tokens = nil
-			}
-			err := x.Stored(ep, tier, ev)
-			l, ok := ref.target(ep, tier)
-			if !ok {
-				require.ErrorIs(t, err, ErrNoStorage)
-				break
-			}
-			if locOnly {
-				require.NoError(t, err)
-				for _, h := range hashes {
-					if kk, ok := ref.resolve(ep, l, h); ok {
-						ref.stored(l, kk, tier, h)
-					}
-				}
-				break
-			}
-			parent := k.Root()
-			if ev.HasParent {
-				p, ok := ref.resolve(ep, l, ev.Parent)
-				if !ok {
-					require.ErrorIs(t, err, ErrUnknownParent)
-					break
-				}
-				parent = p
-			}
-			require.NoError(t, err)
-			for j, kk := range k.AppendKeysFrom(nil, parent, ev.Tokens, "", "") {
-				ref.stored(l, kk, tier, hashes[j])
-			}
+			d.stored(ep, tier)
 		case p < 65:
 			op = "removed"
-			si := rng.IntN(len(streams))
-			hashes := []uint64{eh(si, rng.IntN(12)), eh(si, rng.IntN(12))}
-			err := x.Removed(ep, tier, hashes)
-			l, ok := ref.target(ep, tier)
-			if !ok {
-				require.ErrorIs(t, err, ErrNoStorage)
-				break
-			}
-			require.NoError(t, err)
-			for _, h := range hashes {
-				ref.removed(l, tier, h)
-			}
+			d.removed(ep, tier)
 		case p < 75:
 			op = "learn"
 			keys := randKeys()
@@ -417,4 +326,137 @@ func FuzzModel(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, seed uint64) { runModel(t, seed, 300) })
+}
+
+// modelDriver is what runModel and runChurn share: token streams whose first
+// blocks are the same (so stored chains overlap), their keys, the engine
+// hashes a server would publish for them, and the index writes that both
+// apply to the index and to the reference model, checking the index's
+// answer against the model's.
+type modelDriver struct {
+	t          *testing.T
+	x          *Index
+	ref        *refIndex
+	k          testKeyer
+	rng        *rand.Rand
+	streams    [][]uint32
+	streamKeys [][]uint64
+	shared     int // blocks every stream starts with
+	blocks     int // blocks of a stream that events cover
+}
+
+// newModelDriver makes n streams of tokens tokens each; the first shared
+// blocks are the same in all of them; events cover their first blocks blocks.
+func newModelDriver(t *testing.T, x *Index, ref *refIndex, k testKeyer, rng *rand.Rand, n, tokens, shared, blocks int) *modelDriver {
+	d := &modelDriver{t: t, x: x, ref: ref, k: k, rng: rng, shared: shared, blocks: blocks}
+	for i := range n {
+		s := make([]uint32, tokens)
+		for j := range s {
+			if j < shared*k.bs {
+				s[j] = uint32(j)
+			} else {
+				s[j] = uint32(100*i + j)
+			}
+		}
+		d.streams = append(d.streams, s)
+		d.streamKeys = append(d.streamKeys, k.AppendKeysFrom(nil, k.Root(), s, "", ""))
+	}
+	return d
+}
+
+// eh is the engine hash of block j of stream i.
+func (d *modelDriver) eh(i, j int) uint64 {
+	if j < d.shared {
+		return uint64(1000 + j)
+	}
+	return uint64(1000*(i+2) + j)
+}
+
+func (d *modelDriver) add(ep string, tier Tier, keys []uint64) {
+	err := d.x.Add(ep, tier, keys)
+	if l, ok := d.ref.target(ep, tier); ok {
+		require.NoError(d.t, err)
+		for _, kk := range keys {
+			d.ref.add(l, kk, 1<<tier)
+		}
+	} else {
+		require.ErrorIs(d.t, err, ErrNoStorage)
+	}
+}
+
+func (d *modelDriver) remove(ep string, tier Tier, keys []uint64) {
+	err := d.x.Remove(ep, tier, keys)
+	if l, ok := d.ref.target(ep, tier); ok {
+		require.NoError(d.t, err)
+		for _, kk := range keys {
+			d.ref.clearBits(l, kk, 1<<tier)
+		}
+	} else {
+		require.ErrorIs(d.t, err, ErrNoStorage)
+	}
+}
+
+// stored sends a BlockStored of a random run of a random stream (a quarter of
+// them location-only).
+func (d *modelDriver) stored(ep string, tier Tier) {
+	t, rng, ref, k := d.t, d.rng, d.ref, d.k
+	si := rng.IntN(len(d.streams))
+	a := rng.IntN(d.blocks)
+	n := 1 + rng.IntN(d.blocks-a)
+	hashes := make([]uint64, n)
+	for j := range hashes {
+		hashes[j] = d.eh(si, a+j)
+	}
+	ev := &BlockStored{EngineHashes: hashes, Tokens: d.streams[si][k.bs*a : k.bs*(a+n)]}
+	if a > 0 {
+		ev.Parent, ev.HasParent = d.eh(si, a-1), true
+	}
+	locOnly := rng.IntN(4) == 0
+	if locOnly {
+		ev.Tokens = nil
+	}
+	err := d.x.Stored(ep, tier, ev)
+	l, ok := ref.target(ep, tier)
+	if !ok {
+		require.ErrorIs(t, err, ErrNoStorage)
+		return
+	}
+	if locOnly {
+		require.NoError(t, err)
+		for _, h := range hashes {
+			if kk, ok := ref.resolve(ep, l, h); ok {
+				ref.stored(l, kk, tier, h)
+			}
+		}
+		return
+	}
+	parent := k.Root()
+	if ev.HasParent {
+		p, ok := ref.resolve(ep, l, ev.Parent)
+		if !ok {
+			require.ErrorIs(t, err, ErrUnknownParent)
+			return
+		}
+		parent = p
+	}
+	require.NoError(t, err)
+	for j, kk := range k.AppendKeysFrom(nil, parent, ev.Tokens, "", "") {
+		ref.stored(l, kk, tier, hashes[j])
+	}
+}
+
+// removed sends a BlockRemoved of two random blocks of a random stream.
+func (d *modelDriver) removed(ep string, tier Tier) {
+	si := d.rng.IntN(len(d.streams))
+	hashes := []uint64{d.eh(si, d.rng.IntN(d.blocks)), d.eh(si, d.rng.IntN(d.blocks))}
+	err := d.x.Removed(ep, tier, hashes)
+	l, ok := d.ref.target(ep, tier)
+	if !ok {
+		require.ErrorIs(d.t, err, ErrNoStorage)
+		return
+	}
+	require.NoError(d.t, err)
+	for _, h := range hashes {
+		d.ref.removed(l, tier, h)
+	}
 }
