@@ -292,44 +292,23 @@ func runChurn(t *testing.T, seed uint64, steps int, ttl time.Duration, capacity 
 			}
 		case p < 83:
 			op = "attach"
-			st := storages[rng.IntN(len(storages))]
-			require.NoError(t, x.Attach(ep, st))
-			ref.storageOf[ep] = st
-			ref.loc("storage/" + st)
-			ref.loc(ep)
+			d.attach(ep, storages[rng.IntN(len(storages))])
 		case p < 85:
 			op = "detach"
-			require.NoError(t, x.Detach(ep))
-			delete(ref.storageOf, ep)
+			d.detach(ep)
 		case p < 88:
 			op = "clear"
-			require.NoError(t, x.Clear(ep))
-			if l, ok := ref.locs[ep]; ok {
-				*l = *newRefLoc()
-			}
+			d.clear(ep)
 		case p < 91:
 			op = "drop"
-			require.NoError(t, x.DropEndpoint(ep))
-			delete(ref.locs, ep)
-			delete(ref.storageOf, ep)
+			d.drop(ep)
 			delete(lcaps, ep)
 		case p < 92:
 			op = "dropstorage"
-			st := storages[rng.IntN(len(storages))]
-			require.NoError(t, x.DropStorage(st))
-			delete(ref.locs, "storage/"+st)
-			for e, s := range ref.storageOf {
-				if s == st {
-					delete(ref.storageOf, e)
-				}
-			}
+			d.dropStorage(storages[rng.IntN(len(storages))])
 		case p < 93:
 			op = "clearstorage"
-			st := storages[rng.IntN(len(storages))]
-			require.NoError(t, x.ClearStorage(st))
-			if _, ok := ref.locs["storage/"+st]; ok {
-				ref.locs["storage/"+st] = newRefLoc()
-			}
+			d.clearStorage(storages[rng.IntN(len(storages))])
 		default:
 			op = "lookup"
 		}

@@ -247,45 +247,22 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			ref.learn(ep, keys)
 		case p < 79:
 			op = "attach"
-			st := storages[rng.IntN(len(storages))]
-			require.NoError(t, x.Attach(ep, st))
-			ref.storageOf[ep] = st
-			ref.loc("storage/" + st)
-			ref.loc(ep)
+			d.attach(ep, storages[rng.IntN(len(storages))])
 		case p < 81:
 			op = "detach"
-			require.NoError(t, x.Detach(ep))
-			delete(ref.storageOf, ep)
+			d.detach(ep)
 		case p < 84:
 			op = "clear"
-			require.NoError(t, x.Clear(ep))
-			if l, ok := ref.locs[ep]; ok {
-				*l = *newRefLoc()
-			}
+			d.clear(ep)
 		case p < 86:
 			op = "drop"
-			require.NoError(t, x.DropEndpoint(ep))
-			delete(ref.locs, ep)
-			delete(ref.storageOf, ep)
+			d.drop(ep)
 		case p < 87:
 			op = "dropstorage"
-			st := storages[rng.IntN(len(storages))]
-			require.NoError(t, x.DropStorage(st))
-			delete(ref.locs, "storage/"+st)
-			for e, s := range ref.storageOf {
-				if s == st {
-					delete(ref.storageOf, e)
-				}
-			}
+			d.dropStorage(storages[rng.IntN(len(storages))])
 		case p < 88:
 			op = "clearstorage"
-			st := storages[rng.IntN(len(storages))]
-			require.NoError(t, x.ClearStorage(st))
-			if _, ok := ref.locs["storage/"+st]; ok {
-				ref.locs["storage/"+st] = nil
-				delete(ref.locs, "storage/"+st)
-				ref.loc("storage/" + st)
-			}
+			d.clearStorage(storages[rng.IntN(len(storages))])
 		default:
 			op = "lookup"
 		}
@@ -458,5 +435,50 @@ func (d *modelDriver) removed(ep string, tier Tier) {
 	require.NoError(d.t, err)
 	for _, h := range hashes {
 		d.ref.removed(l, tier, h)
+	}
+}
+
+// attach, detach, clear, drop, dropStorage and clearStorage change
+// membership in the index and the model alike.
+func (d *modelDriver) attach(ep, st string) {
+	require.NoError(d.t, d.x.Attach(ep, st))
+	d.ref.storageOf[ep] = st
+	d.ref.loc("storage/" + st)
+	d.ref.loc(ep)
+}
+
+func (d *modelDriver) detach(ep string) {
+	require.NoError(d.t, d.x.Detach(ep))
+	delete(d.ref.storageOf, ep)
+}
+
+func (d *modelDriver) clear(ep string) {
+	require.NoError(d.t, d.x.Clear(ep))
+	if l, ok := d.ref.locs[ep]; ok {
+		*l = *newRefLoc()
+	}
+}
+
+func (d *modelDriver) drop(ep string) {
+	require.NoError(d.t, d.x.DropEndpoint(ep))
+	delete(d.ref.locs, ep)
+	delete(d.ref.storageOf, ep)
+}
+
+func (d *modelDriver) dropStorage(st string) {
+	require.NoError(d.t, d.x.DropStorage(st))
+	delete(d.ref.locs, "storage/"+st)
+	for e, s := range d.ref.storageOf {
+		if s == st {
+			delete(d.ref.storageOf, e)
+		}
+	}
+}
+
+func (d *modelDriver) clearStorage(st string) {
+	require.NoError(d.t, d.x.ClearStorage(st))
+	if _, ok := d.ref.locs["storage/"+st]; ok {
+		delete(d.ref.locs, "storage/"+st)
+		d.ref.loc("storage/" + st)
 	}
 }
