@@ -515,3 +515,19 @@ func TestReleaseRemoteAnyRank(t *testing.T) {
 	assert.Zero(t, p.RankStats(1).Held)
 	assert.False(t, p.ReleaseRemote("cmpl-any-0"))
 }
+
+// TestDataParallelRejectedRequestNotCounted: a request the engine refuses
+// (here too large for the KV cache) never reaches an engine core, so the
+// DP client must not count it as waiting there: the next request still
+// goes to rank 0, the least loaded (before, rank 0 looked one request
+// busier until the next 100 ms refresh and rank 1 got it).
+func TestDataParallelRejectedRequestNotCounted(t *testing.T) {
+	cfg := frozenDP()
+	cfg.NumBlocks = 4 // 64 tokens of KV cache, MaxModelLen 8192
+	r := startFleet(t, vllmsim.ReplicaSpec{Config: cfg}).Replicas[0]
+	code, body := post(t, r.URL+"/v1/completions", `{"prompt":"`+strings.Repeat("x", 100)+`","max_tokens":1}`)
+	require.Equal(t, http.StatusBadRequest, code, body)
+	assert.Contains(t, fmt.Sprint(body), "more KV blocks than the cache has")
+	hold(t, r, "", "fits")
+	settled(t, r, queues{running: [2]int{1, 0}})
+}

@@ -948,6 +948,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 	if err == nil {
 		st.seq, st.core = seq, c
 		s.streams[seq] = st
+		if !pinned {
+			s.lb.waiting[c.rank]++ // the DP client's own send, until the next refresh
+		}
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -983,9 +986,11 @@ func dataParallelRank(r *http.Request) (rank int, ok bool) {
 // (DPLBAsyncMPClient.get_core_engine_for_request) would send a request
 // to: the lowest 4 × waiting + running over its view of the engines'
 // queues, the first in rank order on ties (its start index is 0 with one
-// API server), and then one more waiting on that engine until the next
-// refresh. The view is refreshed from the engines every lbRefresh, as the
-// DP coordinator publishes their counts. Called with s.mu held.
+// API server). The caller counts one more waiting on that engine until the
+// next refresh once the engine has accepted the request (one it refuses
+// never reaches a core). The view is refreshed from the engines every
+// lbRefresh, as the DP coordinator publishes their counts. Called with
+// s.mu held.
 func (s *Server) pick(now time.Duration) *core {
 	if len(s.cores) == 1 {
 		return s.cores[0]
@@ -1004,7 +1009,6 @@ func (s *Server) pick(now time.Duration) *core {
 			best, bestScore = i, score
 		}
 	}
-	lb.waiting[best]++
 	return s.cores[best]
 }
 
