@@ -114,6 +114,7 @@ type FlowControl struct {
 	queued int        // live waiting requests
 	bytes  int64      // their total Size
 	holder *waiter    // released, Permit.Done not yet called
+	epoch  uint64     // releases so far: a gate answer older than the last release is stale
 	seq    uint64
 	closed bool
 }
@@ -239,6 +240,12 @@ func (h *waiterHeap) Pop() any {
 // [Permit] when the request may be scheduled and dispatched, or a [*RejectError].
 // Acquire returns as soon as ctx is done (the client went away); the request then
 // leaves the queue.
+//
+// When nobody waits and the gate is open, Acquire returns at once, without
+// serialising: arrivals that come together may all pass before the gate sees
+// any of them dispatched, as with any gate that reads live load. Requests that
+// waited are released one at a time, each after the previous one's
+// [Permit.Done] (or DispatchTimeout), so the gate sees every release.
 func (f *FlowControl) Acquire(ctx context.Context, req *Request) (Permit, error) {
 	if err := ctx.Err(); err != nil {
 		return Permit{}, reject(ReasonCancelled, statusClientClosed, err)
@@ -358,18 +365,22 @@ func (f *FlowControl) dispatch() {
 		f.mu.Unlock()
 		return
 	}
+	epoch := f.epoch
 	f.mu.Unlock()
 	if f.gate.Saturated() {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed || f.holder != nil || f.queued == 0 {
+	// Another release since the gate was asked (and perhaps its Done too)
+	// makes the answer stale: that release's Done asks again.
+	if f.closed || f.holder != nil || f.queued == 0 || f.epoch != epoch {
 		return
 	}
 	w := f.popNext()
 	w.state = released
 	f.holder = w
+	f.epoch++
 	w.timer = time.AfterFunc(f.cfg.DispatchTimeout, func() { Permit{f: f, w: w}.Done() })
 	close(w.ready)
 }

@@ -195,8 +195,18 @@ func TestFlowControlReleasesOnCapacity(t *testing.T) {
 		gate := GateFunc(func() bool { return inflight.Load() >= capacity })
 		f, err := NewFlowControl(gate, FlowConfig{})
 		require.NoError(t, err)
+		// The burst arrives at a full fleet, so every request waits and is
+		// released one at a time, each after the previous one's Done.
+		// (Arrivals at an open gate with nobody waiting pass at once, and
+		// concurrent ones may all pass before any is dispatched: see Acquire.)
+		inflight.Store(capacity)
 		var peak atomic.Int64
 		var wg sync.WaitGroup
+		wg.Go(func() {
+			time.Sleep(50 * time.Millisecond) // the requests already running end
+			inflight.Add(-capacity)
+			f.Notify()
+		})
 		for i := range total {
 			wg.Go(func() {
 				p, err := f.Acquire(context.Background(), &Request{ID: fmt.Sprint(i), Tenant: fmt.Sprint(i % 4)})
