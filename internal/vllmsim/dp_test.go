@@ -351,14 +351,9 @@ func TestDataParallelKVEvents(t *testing.T) {
 		}
 	}()
 	pinned := func(prompt string) {
-		req, err := http.NewRequest(http.MethodPost, r.URL+"/v1/completions", strings.NewReader(`{"prompt":"`+prompt+`","max_tokens":1}`))
-		require.NoError(t, err)
-		req.Header.Set("X-data-parallel-rank", "1")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		require.Equal(t, http.StatusOK, resp.StatusCode)
+		code, m := postHeader(t, r.URL+"/v1/completions", `{"prompt":"`+prompt+`","max_tokens":1}`,
+			http.Header{"X-Data-Parallel-Rank": {"1"}})
+		require.Equal(t, http.StatusOK, code, m)
 	}
 	var live zmq4.Msg
 	prompts := []string{}
@@ -458,17 +453,10 @@ func TestDataParallelPrefillDecode(t *testing.T) {
 			// The prefill leg on every core, under one request id.
 			params := make([]map[string]any, tt.dp)
 			for r := range tt.dp {
-				req, err := http.NewRequest(http.MethodPost, p.URL+"/v1/completions", strings.NewReader(
-					`{"prompt":`+prompt+`,"max_tokens":1,"kv_transfer_params":{"do_remote_decode":true,"do_remote_prefill":false}}`))
-				require.NoError(t, err)
-				req.Header.Set("X-Request-Id", "pd")
-				req.Header.Set("X-data-parallel-rank", strconv.Itoa(r))
-				resp, err := http.DefaultClient.Do(req)
-				require.NoError(t, err)
-				var pr map[string]any
-				require.NoError(t, json.NewDecoder(resp.Body).Decode(&pr))
-				resp.Body.Close()
-				require.Equal(t, http.StatusOK, resp.StatusCode, pr)
+				code, pr := postHeader(t, p.URL+"/v1/completions",
+					`{"prompt":`+prompt+`,"max_tokens":1,"kv_transfer_params":{"do_remote_decode":true,"do_remote_prefill":false}}`,
+					http.Header{"X-Request-Id": {"pd"}, "X-Data-Parallel-Rank": {strconv.Itoa(r)}})
+				require.Equal(t, http.StatusOK, code, pr)
 				params[r] = pr["kv_transfer_params"].(map[string]any)
 				assert.Equal(t, wantIDs[r], params[r]["remote_engine_id"], "rank %d", r)
 				assert.Equal(t, p.Port()+r, num(params[r]["remote_port"]), "rank %d", r)
@@ -500,16 +488,10 @@ func TestReleaseRemoteAnyRank(t *testing.T) {
 	cfg.DataParallelSize = 2
 	cfg.KVLease = time.Hour
 	p := startFleet(t, vllmsim.ReplicaSpec{Config: cfg}).Replicas[0]
-	req, err := http.NewRequest(http.MethodPost, p.URL+"/v1/completions", strings.NewReader(
-		`{"prompt":"held on rank 1","max_tokens":1,"kv_transfer_params":{"do_remote_decode":true}}`))
-	require.NoError(t, err)
-	req.Header.Set("X-Request-Id", "any")
-	req.Header.Set("X-data-parallel-rank", "1")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	code, m := postHeader(t, p.URL+"/v1/completions",
+		`{"prompt":"held on rank 1","max_tokens":1,"kv_transfer_params":{"do_remote_decode":true}}`,
+		http.Header{"X-Request-Id": {"any"}, "X-Data-Parallel-Rank": {"1"}})
+	require.Equal(t, http.StatusOK, code, m)
 	require.Equal(t, 1, p.RankStats(1).Held)
 	assert.True(t, p.ReleaseRemote("cmpl-any-0"))
 	assert.Zero(t, p.RankStats(1).Held)

@@ -33,7 +33,20 @@ func startFleet(t *testing.T, specs ...vllmsim.ReplicaSpec) *vllmsim.Fleet {
 
 func post(t *testing.T, url, body string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	return postHeader(t, url, body, nil)
+}
+
+// postHeader is post with request headers (X-Request-Id, X-data-parallel-rank).
+func postHeader(t *testing.T, url, body string, header http.Header) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header = header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -430,16 +443,10 @@ func TestPrefillDecodeDisaggregation(t *testing.T) {
 	p, d := f.Replicas[0], f.Replicas[1]
 	prompt := jsonStr(strings.Repeat("shared context ", 40)) // 600 tokens
 	// Prefill leg, as vLLM's toy proxy sends it.
-	req, err := http.NewRequest(http.MethodPost, p.URL+"/v1/completions", strings.NewReader(
-		`{"prompt":`+prompt+`,"max_tokens":1,"stream":false,"kv_transfer_params":{"do_remote_decode":true,"do_remote_prefill":false,"remote_engine_id":null,"remote_block_ids":null,"remote_host":null,"remote_port":null}}`))
-	require.NoError(t, err)
-	req.Header.Set("X-Request-Id", "pd-1")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	var pr map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&pr))
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode, pr)
+	code, pr := postHeader(t, p.URL+"/v1/completions",
+		`{"prompt":`+prompt+`,"max_tokens":1,"stream":false,"kv_transfer_params":{"do_remote_decode":true,"do_remote_prefill":false,"remote_engine_id":null,"remote_block_ids":null,"remote_host":null,"remote_port":null}}`,
+		http.Header{"X-Request-Id": {"pd-1"}})
+	require.Equal(t, http.StatusOK, code, pr)
 	assert.Equal(t, "length", pr["choices"].([]any)[0].(map[string]any)["finish_reason"])
 	kv := pr["kv_transfer_params"].(map[string]any)
 	assert.Equal(t, true, kv["do_remote_prefill"])
